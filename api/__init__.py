@@ -1,0 +1,1 @@
+"""Mittr's HTTP face: routing, auth, request parsing, response shaping."""

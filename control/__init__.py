@@ -1,0 +1,1 @@
+"""Mittr control plane: settings, the Postgres store, domain services, signalling and the CLI."""

@@ -1,0 +1,260 @@
+"""`mittr`: the command line and the composition root that wires API, engine and store together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from typing import Any
+
+from control.logs import setup_logging
+from control.runtime import Database, open_database
+from control.services.keys import create_client, create_key
+from control.settings import Settings, SettingsError, load_settings
+from control.store.db import connect, migrate
+from control.store.queries import q
+
+log = logging.getLogger("mittr.cli")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(getattr(args, "config", None))
+    except (SettingsError, OSError) as exc:
+        raise SystemExit(f"mittr: configuration error: {exc}") from exc
+
+
+async def _prepare(settings: Settings, url: str) -> dict[str, Any] | None:
+    """Migrate; on the very first start make the default tenant and its admin key."""
+    conn = await connect(url)
+    try:
+        await migrate(conn, int(settings.database["partitions"]))
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_first_client'))")
+            if await conn.fetchval(q("count_clients")):
+                return None
+            client = await create_client(conn, "default")
+            key = await create_key(conn, client["id"], "admin")
+            return {"key": key.key, "clientId": str(client["id"]), "signingSecret": client["signing_secret"]}
+    finally:
+        await conn.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.supervisor import Supervisor, api_argv, child_env, shard_argv, wait_http_ok
+
+    settings = _settings(args)
+    setup_logging(settings.log["level"], role="supervisor")
+    host = args.host or settings.server["host"]
+    port = args.port or int(settings.server["port"])
+    shards = args.shards or int(settings.engine["shards"]) or (os.cpu_count() or 1)
+    workers = args.workers or int(settings.server["workers"]) or min(4, os.cpu_count() or 1)
+    db = open_database(settings)
+    try:
+        first = asyncio.run(_prepare(settings, db.url))
+        sup = Supervisor(child_env(db.url, args.config))
+        owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        api = sup.add("api", api_argv(host, port, workers))
+        for i in range(shards):
+            sup.add(f"shard-{i}", shard_argv(i, shards, owner))
+        signal.signal(signal.SIGTERM, sup.request_stop)
+        signal.signal(signal.SIGINT, sup.request_stop)
+        sup.start_all()
+        if not wait_http_ok(f"http://{host}:{port}/health", 60, api):
+            print("mittr: the API did not become healthy; see the log above", file=sys.stderr)
+            sup.stop_all(10)
+            return 1
+        if first is not None:
+            print("First start: created the default client.")
+            print(f"  Admin API key (shown once, keep it safe): {first['key']}")
+            print(f"  Signing secret for direct deliveries:      {first['signingSecret']}")
+        print(f"Mittr listening on http://{host}:{port} "
+              f"({shards} shard{'s' if shards != 1 else ''}, {workers} API worker{'s' if workers != 1 else ''}, "
+              f"database: {db.describe()})", flush=True)
+        while not sup.stopping:
+            sup.watch_once()
+            time.sleep(0.2)
+        print("mittr: stopping (draining in-flight deliveries)...", flush=True)
+        sup.stop_all(float(settings.engine["drain_timeout_s"]) + 10)
+        return 0
+    finally:
+        db.stop_if_started()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from engine.supervisor import Supervisor, api_argv, child_env
+
+    settings = _settings(args)
+    setup_logging(settings.log["level"], role="supervisor")
+    db = _external_db(settings)
+    asyncio.run(_prepare(settings, db.url))
+    host = args.host or settings.server["host"]
+    port = args.port or int(settings.server["port"])
+    sup = Supervisor(child_env(db.url, args.config))
+    sup.add("api", api_argv(host, port, args.workers or int(settings.server["workers"]) or 1))
+    return _run_until_signal(sup, settings)
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from engine.supervisor import Supervisor, child_env, shard_argv
+
+    settings = _settings(args)
+    setup_logging(settings.log["level"], role="supervisor")
+    db = _external_db(settings)
+    asyncio.run(_prepare(settings, db.url))
+    shards = args.shards or int(settings.engine["shards"]) or (os.cpu_count() or 1)
+    if args.total and args.first + shards > args.total:
+        raise SystemExit("mittr: --first + --shards must not exceed --total")
+    total = args.total or shards
+    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    sup = Supervisor(child_env(db.url, args.config))
+    for i in range(args.first, args.first + shards):
+        sup.add(f"shard-{i}", shard_argv(i, total, owner))
+    return _run_until_signal(sup, settings)
+
+
+def _external_db(settings: Settings) -> Database:
+    if not settings.database_url:
+        raise SystemExit("mittr: running roles apart needs a shared database: set DATABASE_URL")
+    return Database(settings.database_url)
+
+
+def _run_until_signal(sup: Any, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, sup.request_stop)
+    signal.signal(signal.SIGINT, sup.request_stop)
+    sup.start_all()
+    while not sup.stopping:
+        sup.watch_once()
+        time.sleep(0.2)
+    sup.stop_all(float(settings.engine["drain_timeout_s"]) + 10)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = open_database(settings)
+    try:
+        async def run() -> list[str]:
+            conn = await connect(db.url)
+            try:
+                return await migrate(conn, int(settings.database["partitions"]))
+            finally:
+                await conn.close()
+        applied = asyncio.run(run())
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        return 0
+    finally:
+        db.stop_if_started()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = open_database(settings)
+    try:
+        async def run() -> dict[str, Any]:
+            conn = await connect(db.url)
+            try:
+                await migrate(conn, int(settings.database["partitions"]))
+                async with conn.transaction():
+                    secret = None
+                    if args.new_client:
+                        client = await create_client(conn, args.new_client)
+                        client_id, secret = client["id"], client["signing_secret"]
+                    else:
+                        row = await conn.fetchrow(q("first_client"))
+                        if row is None:
+                            client = await create_client(conn, "default")
+                            client_id, secret = client["id"], client["signing_secret"]
+                        else:
+                            client_id = row["id"]
+                    key = await create_key(conn, client_id, args.name, scopes=args.scope or [])
+                    out = key.as_json()
+                    if secret is not None:
+                        out["signingSecret"] = secret
+                    return out
+            finally:
+                await conn.close()
+        out = asyncio.run(run())
+    finally:
+        db.stop_if_started()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"API key for client {out['clientId']} (shown once): {out['key']}")
+        if "signingSecret" in out:
+            print(f"Signing secret for the new client's direct deliveries: {out['signingSecret']}")
+    return 0
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = open_database(settings)
+    print(db.url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mittr", description="Mittr: self-hosted webhook delivery engine.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="TOML file overriding config/default.toml")
+
+    s = sub.add_parser("serve", help="run the API and the engine on this machine (embedded Postgres by default)")
+    common(s)
+    s.add_argument("--host", help="address to listen on (default: server.host)")
+    s.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    s.add_argument("--shards", type=int, help="engine shard processes (default: one per CPU core)")
+    s.add_argument("--workers", type=int, help="API worker processes (default: server.workers)")
+    s.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("api", help="run only the API (multi-host; needs DATABASE_URL)")
+    common(a)
+    a.add_argument("--host")
+    a.add_argument("--port", type=int)
+    a.add_argument("--workers", type=int)
+    a.set_defaults(func=cmd_api)
+
+    e = sub.add_parser("engine", help="run only engine shards (multi-host; needs DATABASE_URL)")
+    common(e)
+    e.add_argument("--shards", type=int, help="shards to run here")
+    e.add_argument("--first", type=int, default=0, help="index of the first shard run here")
+    e.add_argument("--total", type=int, default=0, help="shards across all hosts (default: --shards)")
+    e.set_defaults(func=cmd_engine)
+
+    m = sub.add_parser("migrate", help="apply database migrations")
+    common(m)
+    m.set_defaults(func=cmd_migrate)
+
+    k = sub.add_parser("keys", help="manage API keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create an API key (and optionally a new client)")
+    common(kc)
+    kc.add_argument("--name", required=True, help="a name for the key")
+    kc.add_argument("--new-client", metavar="CLIENT_NAME", help="create a new tenant with this name")
+    kc.add_argument("--scope", action="append", help="limit the key to a scope (repeatable)")
+    kc.add_argument("--json", action="store_true", help="print one JSON object")
+    kc.set_defaults(func=cmd_keys_create)
+
+    d = sub.add_parser("db", help="database helpers")
+    dsub = d.add_subparsers(dest="db_command", required=True)
+    du = dsub.add_parser("url", help="start the embedded database if needed and print its URL")
+    common(du)
+    du.set_defaults(func=cmd_db_url)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure policies the control plane and the engine share (partitioning, JSONPath, filters)."""

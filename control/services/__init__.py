@@ -1,0 +1,1 @@
+"""Domain services: validation and orchestration over the store, shared by the API and the CLI."""

@@ -1,0 +1,235 @@
+"""Endpoints: every field of the guide's table, validated, defaulted, stored and shown."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from control.errors import BadRequest, NotFound
+from control.jsonfmt import decode_cursor, iso, page
+from control.policy.filters import FilterError, compile_filter
+from control.policy.jsonpath import compile_path
+from control.policy.partitioning import partition_for
+from control.policy.signing import generate_secret
+from control.services.principal import Principal
+from control.signalling import notify_endpoint_changed, notify_work
+from control.store.queries import q
+from control.validate import (
+    bool_field,
+    cidr_list,
+    float_field,
+    headers_field,
+    int_field,
+    need_object,
+    str_field,
+    str_list,
+    url_field,
+)
+
+DELIVERY_MODES = ("push", "poll", "storage")
+DAY_MS = 86_400_000
+
+
+def _filter(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        compile_filter(value)
+    except FilterError as exc:
+        raise BadRequest(f"{name}: {exc}") from exc
+    return value
+
+
+def _jsonpath(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    text = str_field(value, name, max_len=512, allow_empty=False)
+    try:
+        compile_path(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from exc
+    return text
+
+
+def _mode(value: Any, name: str) -> str:
+    text = str_field(value, name, max_len=16)
+    if text not in DELIVERY_MODES:
+        raise BadRequest(f"{name}: must be one of {', '.join(DELIVERY_MODES)}")
+    return text
+
+
+def _object_or_none(value: Any, name: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return need_object(value, name)
+
+
+def _optional_str(max_len: int) -> Callable[[Any, str], str | None]:
+    def check(value: Any, name: str) -> str | None:
+        return None if value is None else str_field(value, name, max_len=max_len)
+    return check
+
+
+@dataclass(frozen=True)
+class Field:
+    json: str
+    column: str
+    check: Callable[[Any, str], Any]
+    default: Callable[[], Any]
+    shown: bool = True      # returned by GET (secrets are not)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("url", "url", url_field, lambda: None),
+    Field("eventTypes", "event_types",
+          lambda v, n: str_list(v, n, max_items=100, max_len=256, allow_empty_list=False), lambda: None),
+    Field("description", "description", lambda v, n: str_field(v, n, max_len=2000), lambda: ""),
+    Field("filter", "filter", _filter, lambda: None),
+    Field("transformation", "transformation", _optional_str(65536), lambda: None),
+    Field("fifo", "fifo", bool_field, lambda: False),
+    Field("fifoPartitionKey", "fifo_partition_key", _jsonpath, lambda: None),
+    Field("maxRetries", "max_retries", lambda v, n: int_field(v, n, 1, 25), lambda: 5),
+    Field("retryBackoffMs", "retry_backoff_ms", lambda v, n: int_field(v, n, 0, DAY_MS), lambda: 1000),
+    Field("retryBackoffMax", "retry_backoff_max", lambda v, n: int_field(v, n, 0, 7 * DAY_MS),
+          lambda: DAY_MS),
+    Field("retryBackoffMult", "retry_backoff_mult", lambda v, n: float_field(v, n, 1.0, 100.0), lambda: 2.0),
+    Field("timeoutMs", "timeout_ms", lambda v, n: int_field(v, n, 100, 300_000), lambda: 30_000),
+    Field("rateLimitPerSec", "rate_limit_per_sec", lambda v, n: int_field(v, n, 0, 1_000_000), lambda: 0),
+    Field("circuitThreshold", "circuit_threshold", lambda v, n: int_field(v, n, 0, 10_000), lambda: 5),
+    Field("circuitResetMs", "circuit_reset_ms", lambda v, n: int_field(v, n, 100, DAY_MS), lambda: 300_000),
+    Field("customHeaders", "custom_headers", headers_field, dict),
+    Field("allowedCidrs", "allowed_cidrs", cidr_list, list),
+    Field("blockedCidrs", "blocked_cidrs", cidr_list, list),
+    Field("deliveryMode", "delivery_mode", _mode, lambda: "push"),
+    Field("storageConfig", "storage_config", _object_or_none, lambda: None),
+    Field("signingSecret", "signing_secret",
+          lambda v, n: str_field(v, n, max_len=256, allow_empty=False), generate_secret, shown=False),
+    Field("mtlsCert", "mtls_cert", _optional_str(65536), lambda: None, shown=False),
+    Field("mtlsKey", "mtls_key", _optional_str(65536), lambda: None, shown=False),
+)
+BY_JSON = {f.json: f for f in FIELDS}
+REQUIRED = ("url", "eventTypes")
+# Column order of the insert_endpoint / update_endpoint statements after their leading ids.
+UPDATE_COLUMNS = [f.column for f in FIELDS]
+
+
+def _check_whole(values: dict[str, Any]) -> None:
+    if values["retry_backoff_max"] < values["retry_backoff_ms"]:
+        raise BadRequest("retryBackoffMax: must not be less than retryBackoffMs")
+    if values["delivery_mode"] == "storage" and not values["storage_config"]:
+        raise BadRequest("storageConfig: required when deliveryMode is storage")
+    if bool(values["mtls_cert"]) != bool(values["mtls_key"]):
+        raise BadRequest("mtlsCert: mtlsCert and mtlsKey must be given together")
+    if values["signing_secret"] is not None and len(values["signing_secret"]) < 8:
+        raise BadRequest("signingSecret: must be at least 8 characters")
+
+
+def _parse(body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+    data = need_object(body)
+    unknown = sorted(set(data) - set(BY_JSON))
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field")
+    if current is None:
+        for name in REQUIRED:
+            if data.get(name) is None:
+                raise BadRequest(f"{name}: required")
+    values: dict[str, Any] = {}
+    for field in FIELDS:
+        if field.json in data:
+            raw = data[field.json]
+            if raw is None and field.json in REQUIRED:
+                raise BadRequest(f"{field.json}: must not be null")
+            values[field.column] = field.check(raw, field.json) if raw is not None else field.default()
+        elif current is not None:
+            values[field.column] = current[field.column]
+        else:
+            values[field.column] = field.default()
+    _check_whole(values)
+    return values
+
+
+def endpoint_json(row: asyncpg.Record | dict[str, Any], include_secret: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": str(row["id"])}
+    for field in FIELDS:
+        if field.shown:
+            out[field.json] = row[field.column]
+    out["hasMtls"] = bool(row["mtls_cert"])
+    if include_secret:
+        out["signingSecret"] = row["signing_secret"]
+    out.update({
+        "status": row["status"],
+        "circuitState": row["circuit_state"],
+        "version": row["version"],
+        "projectId": str(row["project_id"]) if row["project_id"] else None,
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    })
+    return out
+
+
+class EndpointService:
+    def __init__(self, pool: asyncpg.Pool, partitions: int) -> None:
+        self.pool = pool
+        self.partitions = partitions
+
+    async def create(self, who: Principal, body: Any) -> dict[str, Any]:
+        values = _parse(body, None)
+        endpoint_id = uuid.uuid4()
+        row = await self.pool.fetchrow(
+            q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
+            *[values[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
+        return endpoint_json(row, include_secret=True)
+
+    async def _get_row(self, who: Principal, endpoint_id: str) -> asyncpg.Record:
+        try:
+            eid = uuid.UUID(endpoint_id)
+        except ValueError as exc:
+            raise NotFound("endpoint not found") from exc
+        row = await self.pool.fetchrow(q("get_endpoint"), eid, who.client_id, who.project_id)
+        if row is None:
+            raise NotFound("endpoint not found")
+        return row
+
+    async def get(self, who: Principal, endpoint_id: str) -> dict[str, Any]:
+        return endpoint_json(await self._get_row(who, endpoint_id))
+
+    async def list(self, who: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
+        after, after_id = decode_cursor(cursor)
+        rows = await self.pool.fetch(q("list_endpoints"), who.client_id, who.project_id, after, after_id,
+                                     limit + 1)
+        return page([endpoint_json(r) for r in rows], list(rows), limit)
+
+    async def update(self, who: Principal, endpoint_id: str, body: Any) -> dict[str, Any]:
+        current = await self._get_row(who, endpoint_id)
+        values = _parse(body, dict(current))
+        row = await self.pool.fetchrow(q("update_endpoint"), current["id"], who.client_id,
+                                       *[values[c] for c in UPDATE_COLUMNS])
+        if row is None:
+            raise NotFound("endpoint not found")
+        await notify_endpoint_changed(self.pool, row["id"], row["partition"])
+        return endpoint_json(row)
+
+    async def set_status(self, who: Principal, endpoint_id: str, status: str) -> dict[str, Any]:
+        current = await self._get_row(who, endpoint_id)
+        row = await self.pool.fetchrow(q("set_endpoint_status"), current["id"], who.client_id, status)
+        if row is None:
+            raise NotFound("endpoint not found")
+        await notify_endpoint_changed(self.pool, row["id"], row["partition"])
+        if status == "active":
+            await notify_work(self.pool, [row["partition"]])
+        return endpoint_json(row)
+
+    async def delete(self, who: Principal, endpoint_id: str) -> None:
+        current = await self._get_row(who, endpoint_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("soft_delete_endpoint"), current["id"], who.client_id, who.project_id)
+            if row is None:
+                raise NotFound("endpoint not found")
+            killed = await conn.fetch(q("kill_endpoint_tasks"), current["id"], "endpoint deleted")
+            if killed:
+                await conn.execute(q("rollup_events"), list({r["event_id"] for r in killed}))
+        await notify_endpoint_changed(self.pool, current["id"], current["partition"])

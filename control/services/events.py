@@ -1,0 +1,208 @@
+"""Events: validate, fan out to subscribed endpoints, store event + tasks in one transaction, signal."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from control.errors import BadRequest, Conflict, NotFound
+from control.jsonfmt import decode_cursor, iso, page
+from control.policy.filters import compile_filter
+from control.policy.partitioning import partition_for, target_key
+from control.services.principal import Principal
+from control.signalling import WORK_CHANNEL, work_payload
+from control.store.queries import q
+from control.validate import headers_field, int_field, need_object, str_field, url_field
+
+MAX_ATTEMPTS_CAP = 25
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_PRIORITY = 5
+MAX_DELAY_SECONDS = 30 * 86400
+EVENT_STATUSES = ("queued", "delivering", "delivered", "failed", "dead")
+EVENT_FIELDS = {"destination", "eventType", "payload", "headers", "maxAttempts", "priority", "delaySeconds"}
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    idempotency_key: str
+    destination: str | None
+    event_type: str | None
+    payload: bytes                 # the exact bytes every delivery sends
+    payload_obj: Any
+    headers: dict[str, str]
+    max_attempts: int | None       # None: the endpoint's maxRetries (fan-out) or the default (direct)
+    priority: int
+    delay_seconds: int
+
+
+def idempotency_key(raw: str | None) -> str:
+    if raw is None or not raw.strip():
+        raise BadRequest("X-Idempotency-Key: header is required")
+    if len(raw) > 255:
+        raise BadRequest("X-Idempotency-Key: longer than 255 characters")
+    return raw
+
+
+def parse_event(body: Any, key: str) -> NewEvent:
+    data = need_object(body)
+    unknown = sorted(set(data) - EVENT_FIELDS)
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field")
+    destination = data.get("destination")
+    event_type = data.get("eventType")
+    if (destination is None) == (event_type is None):
+        raise BadRequest("destination: give either destination or eventType, not both")
+    if destination is not None:
+        destination = url_field(destination, "destination")
+    if event_type is not None:
+        event_type = str_field(event_type, "eventType", max_len=256, allow_empty=False)
+    if "payload" not in data:
+        raise BadRequest("payload: required")
+    payload = data["payload"]
+    if not isinstance(payload, dict):
+        raise BadRequest("payload: expected a JSON object")
+    headers = headers_field(data["headers"], "headers") if data.get("headers") is not None else {}
+    max_attempts = None
+    if data.get("maxAttempts") is not None:
+        max_attempts = min(int_field(data["maxAttempts"], "maxAttempts", 1), MAX_ATTEMPTS_CAP)
+    priority = DEFAULT_PRIORITY
+    if data.get("priority") is not None:
+        priority = int_field(data["priority"], "priority", 1, 10)
+    delay = 0
+    if data.get("delaySeconds") is not None:
+        delay = int_field(data["delaySeconds"], "delaySeconds", 0, MAX_DELAY_SECONDS)
+    return NewEvent(key, destination, event_type, orjson.dumps(payload), payload, headers, max_attempts,
+                    priority, delay)
+
+
+def filter_document(event: NewEvent) -> dict[str, Any]:
+    """What endpoint filters and FIFO keys see: `$.data` is the payload."""
+    return {"data": event.payload_obj, "eventType": event.event_type, "headers": event.headers}
+
+
+def created_json(event_id: uuid.UUID, ev: NewEvent, max_attempts: int, status: str,
+                 created_at: Any) -> dict[str, Any]:
+    return {"id": str(event_id), "idempotencyKey": ev.idempotency_key, "destination": ev.destination,
+            "eventType": ev.event_type, "status": status, "attempts": 0, "maxAttempts": max_attempts,
+            "priority": ev.priority, "delaySeconds": ev.delay_seconds, "createdAt": iso(created_at)}
+
+
+def attempt_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "eventId": str(row["event_id"]),
+        "endpointId": str(row["endpoint_id"]) if row["endpoint_id"] else None,
+        "attemptNumber": row["attempt_number"],
+        "statusCode": row["status_code"],
+        "responseBody": row["response_body"],
+        "error": row["error"],
+        "errorCategory": row["error_category"],
+        "outcome": row["outcome"],
+        "durationMs": row["duration_ms"],
+        "processingOverheadUs": row["processing_overhead_us"],
+        "attemptedAt": iso(row["attempted_at"]),
+    }
+
+
+def event_summary_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "idempotencyKey": row["idempotency_key"],
+        "destination": row["destination"],
+        "eventType": row["event_type"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "maxAttempts": row["max_attempts"],
+        "priority": row["priority"],
+        "createdAt": iso(row["created_at"]),
+        "deliveredAt": iso(row["delivered_at"]),
+    }
+
+
+class EventService:
+    def __init__(self, pool: asyncpg.Pool, partitions: int) -> None:
+        self.pool = pool
+        self.partitions = partitions
+
+    async def _targets(self, conn: asyncpg.Connection, who: Principal,
+                       ev: NewEvent) -> list[tuple[uuid.UUID | None, int, int]]:
+        """(endpoint id, partition, max attempts) per delivery this event makes."""
+        if ev.destination is not None:
+            part = partition_for(target_key(None, ev.destination), self.partitions)
+            return [(None, part, ev.max_attempts or DEFAULT_MAX_ATTEMPTS)]
+        rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type)
+        doc: dict[str, Any] | None = None
+        targets = []
+        for row in rows:
+            if row["filter"]:
+                doc = doc or filter_document(ev)
+                if not compile_filter(row["filter"]).matches(doc):
+                    continue
+            targets.append((row["id"], row["partition"], ev.max_attempts or row["max_retries"]))
+        return targets
+
+    async def create(self, who: Principal, body: Any, key: str | None) -> dict[str, Any]:
+        ev = parse_event(body, idempotency_key(key))
+        event_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            targets = await self._targets(conn, who, ev)
+            status = "queued" if targets else "delivered"
+            max_attempts = ev.max_attempts or (targets[0][2] if len(targets) == 1 else DEFAULT_MAX_ATTEMPTS)
+            row = await conn.fetchrow(
+                q("insert_event"), event_id, who.client_id, who.project_id, ev.idempotency_key,
+                ev.event_type, ev.destination, ev.payload, ev.headers, max_attempts, ev.priority,
+                ev.delay_seconds, status, len(targets))
+            if row is None:
+                existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key)
+                raise Conflict(f"an event with idempotency key {ev.idempotency_key!r} already exists",
+                               extra={"eventId": str(existing)})
+            if targets:
+                await conn.execute(
+                    q("insert_tasks"), event_id, who.client_id, ev.priority, row["created_at"],
+                    float(ev.delay_seconds), [uuid.uuid4() for _ in targets], [t[0] for t in targets],
+                    [t[1] for t in targets], [t[2] for t in targets])
+                await conn.execute(q("notify_work"), work_payload(t[1] for t in targets))
+        return created_json(event_id, ev, max_attempts, status, row["created_at"])
+
+    async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:
+        try:
+            eid = uuid.UUID(event_id)
+        except ValueError as exc:
+            raise NotFound("event not found") from exc
+        row = await self.pool.fetchrow(q("get_event"), eid, who.client_id, who.project_id)
+        if row is None:
+            raise NotFound("event not found")
+        return row
+
+    async def get(self, who: Principal, event_id: str) -> dict[str, Any]:
+        row = await self._event_row(who, event_id)
+        attempts = await self.pool.fetch(q("event_attempts"), row["id"], who.client_id)
+        out = event_summary_json(row)
+        out.update({
+            "payload": orjson.Fragment(row["payload"]),
+            "headers": row["headers"],
+            "delaySeconds": row["delay_seconds"],
+            "updatedAt": iso(row["updated_at"]),
+            "deliveryAttempts": [attempt_json(a) for a in attempts],
+        })
+        return out
+
+    async def deliveries(self, who: Principal, event_id: str) -> dict[str, Any]:
+        row = await self._event_row(who, event_id)
+        attempts = await self.pool.fetch(q("event_attempts"), row["id"], who.client_id)
+        return {"deliveries": [attempt_json(a) for a in attempts], "count": len(attempts)}
+
+    async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        if status is not None and status not in EVENT_STATUSES:
+            raise BadRequest(f"status: must be one of {', '.join(EVENT_STATUSES)}")
+        after, after_id = decode_cursor(cursor)
+        rows = await self.pool.fetch(q("list_events"), who.client_id, who.project_id, status, after,
+                                     after_id, limit + 1)
+        return page([event_summary_json(r) for r in rows], list(rows), limit)
+
+
+__all__ = ["WORK_CHANNEL", "EventService", "parse_event"]

@@ -1,0 +1,94 @@
+"""API keys: `mtr_` + random; only the SHA-256 is stored, the prefix is kept for display."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from control.errors import Unauthorized
+from control.policy.signing import generate_secret
+from control.services.principal import Principal
+from control.store.queries import q
+
+KEY_PREFIX = "mtr_"
+AUTH_CACHE_SECONDS = 5.0
+
+
+def new_raw_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode()).digest()
+
+
+@dataclass
+class CreatedKey:
+    id: uuid.UUID
+    client_id: uuid.UUID
+    name: str
+    key: str
+    key_prefix: str
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": str(self.id), "clientId": str(self.client_id), "name": self.name,
+                "keyPrefix": self.key_prefix, "key": self.key, "isActive": True,
+                "createdAt": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+async def create_client(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record:
+    """A new tenant with its own secret for signing direct deliveries."""
+    return await conn.fetchrow(q("insert_client"), uuid.uuid4(), name, generate_secret())
+
+
+async def create_key(conn: asyncpg.Connection | asyncpg.Pool, client_id: uuid.UUID, name: str,
+                     scopes: list[str] | None = None, rate_limit: int | None = None,
+                     expires_at: datetime | None = None,
+                     project_id: uuid.UUID | None = None) -> CreatedKey:
+    raw = new_raw_key()
+    row = await conn.fetchrow(q("insert_api_key"), uuid.uuid4(), client_id, project_id, name,
+                              raw[:8], key_hash(raw), scopes or [], rate_limit, expires_at)
+    return CreatedKey(row["id"], client_id, name, raw, raw[:8], row["created_at"])
+
+
+class KeyAuthenticator:
+    """Resolves a raw key to a Principal, caching hits briefly so ingest is not one lookup per call.
+
+    A revoked key stops working within AUTH_CACHE_SECONDS.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = AUTH_CACHE_SECONDS) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    async def authenticate(self, raw: str | None) -> Principal:
+        if not raw or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
+            raise Unauthorized("missing or invalid API key")
+        digest = key_hash(raw)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            principal = hit[1]
+        else:
+            row = await self._pool.fetchrow(q("api_key_by_hash"), digest)
+            principal = None
+            if row is not None and row["is_active"]:
+                expires = row["expires_at"]
+                if expires is None or expires > datetime.now(UTC):
+                    principal = Principal(row["client_id"], row["id"], frozenset(row["scopes"]),
+                                          row["rate_limit"], row["project_id"])
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, principal)
+        if principal is None:
+            raise Unauthorized("missing or invalid API key")
+        return principal

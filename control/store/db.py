@@ -1,0 +1,81 @@
+"""Connections: asyncpg pools with orjson codecs, and the migration runner."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x6D69_7474_72  # advisory lock key: two processes never migrate at once
+log = logging.getLogger("mittr.store")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(url)
+    await init_connection(conn)
+    return conn
+
+
+async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection,
+                                     command_timeout=60)
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[tuple[int, str, Path]]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        number = int(path.name.split("_", 1)[0])
+        found.append((number, path.stem, path))
+    numbers = [n for n, _, _ in found]
+    if len(set(numbers)) != len(numbers):
+        raise RuntimeError("two migrations share a number")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection, partitions: int = 4096) -> list[str]:
+    """Apply pending migrations in order, under an advisory lock; returns the names applied."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for number, name, path in migration_files():
+            if number in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text())
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                   number, name)
+            applied.append(name)
+            log.info("migration applied", extra={"migration": name})
+        await conn.execute(
+            "INSERT INTO mittr_meta (key, value) VALUES ('partitions', $1) ON CONFLICT (key) DO NOTHING",
+            str(partitions))
+        await conn.execute("SELECT mittr_ensure_attempt_partitions(current_date - 1, 9)")
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+async def partitions_of(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """The partition count fixed when the database was made (config only seeds it)."""
+    value = await conn.fetchval("SELECT value FROM mittr_meta WHERE key = 'partitions'")
+    return int(value)

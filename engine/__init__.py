@@ -1,0 +1,1 @@
+"""Mittr's data plane: the supervisor, the shards, their pure policies and the HTTP sender."""

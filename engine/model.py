@@ -1,0 +1,114 @@
+"""What a shard holds in memory: claimed tasks, endpoint settings, and outcomes awaiting the writer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.policy.ssrf import AddressPolicy
+
+
+@dataclass(slots=True)
+class EndpointConfig:
+    id: uuid.UUID
+    url: str
+    active: bool
+    deleted: bool
+    version: int
+    timeout_ms: int
+    custom_headers: dict[str, str]
+    signing_secret: str
+    retry_backoff_ms: int
+    retry_backoff_max: int
+    retry_backoff_mult: float
+    rate_limit_per_sec: int
+    circuit_threshold: int
+    circuit_reset_ms: int
+    circuit_state: str
+    fifo: bool
+    fifo_partition_key: str | None
+    delivery_mode: str
+    policy: AddressPolicy
+
+    @classmethod
+    def from_row(cls, row: Any, allow_private: bool) -> EndpointConfig:
+        return cls(
+            id=row["id"], url=row["url"], active=row["status"] == "active",
+            deleted=row["deleted_at"] is not None, version=row["version"], timeout_ms=row["timeout_ms"],
+            custom_headers=dict(row["custom_headers"] or {}), signing_secret=row["signing_secret"],
+            retry_backoff_ms=row["retry_backoff_ms"], retry_backoff_max=row["retry_backoff_max"],
+            retry_backoff_mult=row["retry_backoff_mult"], rate_limit_per_sec=row["rate_limit_per_sec"],
+            circuit_threshold=row["circuit_threshold"], circuit_reset_ms=row["circuit_reset_ms"],
+            circuit_state=row["circuit_state"], fifo=row["fifo"], fifo_partition_key=row["fifo_partition_key"],
+            delivery_mode=row["delivery_mode"],
+            policy=AddressPolicy.build(allow_private, row["allowed_cidrs"] or (), row["blocked_cidrs"] or ()),
+        )
+
+
+@dataclass(slots=True)
+class Task:
+    id: uuid.UUID
+    event_id: uuid.UUID
+    client_id: uuid.UUID
+    project_id: uuid.UUID | None
+    endpoint_id: uuid.UUID | None
+    partition: int
+    seq: int
+    attempts: int
+    max_attempts: int
+    priority: int
+    due_ms: int
+    destination: str | None
+    event_type: str | None
+    payload: bytes
+    headers: dict[str, str]
+    client_secret: str
+    target: str
+    in_flight: bool = False
+    timer: Any = None
+
+    @classmethod
+    def from_claim(cls, row: Any, target: str) -> Task:
+        return cls(
+            id=row["id"], event_id=row["event_id"], client_id=row["client_id"], project_id=row["project_id"],
+            endpoint_id=row["endpoint_id"], partition=row["partition"], seq=row["seq"],
+            attempts=row["attempts"], max_attempts=row["max_attempts"], priority=row["priority"],
+            due_ms=int(row["next_attempt_at"].timestamp() * 1000), destination=row["destination"],
+            event_type=row["event_type"], payload=row["payload"], headers=dict(row["headers"] or {}),
+            client_secret=row["client_secret"], target=target,
+        )
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One finished attempt and the task state it leads to; the writer makes both durable together."""
+
+    task: Task
+    attempt_id: uuid.UUID
+    attempt_number: int
+    status_code: int | None
+    response_body: str
+    error: str
+    error_category: str | None
+    outcome: str
+    duration_ms: int
+    overhead_us: int
+    attempted_at: datetime
+    new_status: str
+    next_attempt_at: datetime
+    keep_claim: bool
+    delivered_at: datetime | None
+
+
+@dataclass
+class TargetState:
+    """Per delivery target (an endpoint, or a direct destination's origin) inside one shard."""
+
+    key: str
+    endpoint_id: uuid.UUID | None
+    ready: list[tuple[int, int, Task]] = field(default_factory=list)   # heap by (priority, seq)
+    held: dict[uuid.UUID, Task] = field(default_factory=dict)           # everything in memory
+    in_flight: int = 0
+    in_rotation: bool = False

@@ -1,0 +1,435 @@
+"""One shard: a uvloop process owning a contiguous range of partitions.
+
+It claims due tasks in its range, holds them in per-target queues and a timer wheel, sends them
+round-robin across targets under in-flight limits, and hands every outcome to the writer.
+Postgres stays the source of truth: whatever is only in memory can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from control.logs import setup_logging
+from control.policy.partitioning import shard_ranges, target_key
+from control.policy.signing import sign_v1
+from control.settings import Settings, load_settings
+from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
+from control.store.db import create_pool, partitions_of
+from control.store.queries import q
+from engine.model import EndpointConfig, Outcome, TargetState, Task
+from engine.policy.backoff import backoff_delay_ms, parse_retry_after
+from engine.policy.ssrf import AddressPolicy
+from engine.policy.timer_wheel import TimerWheel
+from engine.sender import SendResult, Sender
+from engine.writer import OutcomeWriter
+
+log = logging.getLogger("mittr.engine.shard")
+USER_AGENT = "Mittr-Webhooks/0.1"
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+class LeaseLost(RuntimeError):
+    """Another owner holds our range now; everything we hold must be dropped."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Shard:
+    def __init__(self, settings: Settings, index: int, count: int, owner: str) -> None:
+        self.settings = settings
+        eng = settings.engine
+        self.index, self.count, self.owner = index, count, owner
+        self.allow_private = bool(eng["allow_private_networks"])
+        self.direct_policy = AddressPolicy.build(self.allow_private)
+        self.max_in_flight = int(eng["max_in_flight"])
+        self.max_per_target = int(eng["max_in_flight_per_endpoint"])
+        self.max_buffered = int(eng["max_buffered"])
+        self.claim_batch = int(eng["claim_batch"])
+        self.horizon_s = float(eng["claim_horizon_s"])
+        self.scan_interval = int(eng["scan_interval_ms"]) / 1000
+        self.lease_ttl = float(eng["lease_ttl_s"])
+        self.lease_renew = float(eng["lease_renew_s"])
+        self.epoch = 0
+        self.slot = ""
+        self.lo = self.hi = 0
+        self.targets: dict[str, TargetState] = {}
+        self.rotation: deque[str] = deque()
+        self.wheel: TimerWheel[Task] = TimerWheel(now_ms())
+        self.endpoints: dict[uuid.UUID, EndpointConfig] = {}
+        self.buffered = 0
+        self.in_flight = 0
+        self.stopping = False
+        self._wake = asyncio.Event()
+        self._claim_now = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        self.pool: asyncpg.Pool
+        self.writer: OutcomeWriter
+        self.sender: Sender
+        self.delivered = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def run(self) -> int:
+        db = self.settings.database
+        self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2))
+        partitions = await partitions_of(self.pool)
+        self.lo, self.hi = shard_ranges(partitions, self.count)[self.index]
+        self.slot = f"{self.lo}-{self.hi}"
+        await self._acquire_lease()
+        eng = self.settings.engine
+        self.sender = Sender(self.max_in_flight, int(eng["response_body_limit"]))
+        self.writer = OutcomeWriter(self.pool, lambda: self.epoch, int(eng["writer_batch"]),
+                                    int(eng["writer_interval_ms"]))
+        log.info("shard started", extra={"shard": self.index, "range": self.slot, "epoch": self.epoch})
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        workers = [asyncio.create_task(c) for c in (
+            self.writer.run(), self._listen(), self._claim_loop(), self._lease_loop(),
+            self._housekeeping())]
+        code = 0
+        try:
+            await self._dispatch_loop()
+        except LeaseLost:
+            log.error("lease lost; exiting so the supervisor restarts this shard", extra={"shard": self.index})
+            code = 3
+        await self._drain(code == 0)
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await self.sender.close()
+        if code == 0:
+            try:
+                await self.pool.execute(q("release_lease"), self.slot, self.epoch)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass
+        await self.pool.close()
+        log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
+        return code
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self._wake.set()
+        self._claim_now.set()
+
+    async def _drain(self, graceful: bool) -> None:
+        """Stop claiming, let in-flight attempts finish and be recorded, give the rest back."""
+        deadline = time.monotonic() + float(self.settings.engine["drain_timeout_s"])
+        while self._sends and time.monotonic() < deadline:
+            await asyncio.wait(set(self._sends), timeout=max(0.0, deadline - time.monotonic()))
+        unsent = [t.id for tgt in self.targets.values() for t in tgt.held.values() if not t.in_flight]
+        if graceful and unsent:
+            self.writer.release(unsent)
+        if graceful:
+            await self.writer.drain(float(self.settings.engine["drain_timeout_s"]))
+
+    # -- lease -------------------------------------------------------------------------------------
+    async def _acquire_lease(self) -> None:
+        while True:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_leases'))")
+                    live = await conn.fetch(q("overlapping_live_leases"), self.slot, self.lo, self.hi)
+                    if not live:
+                        await conn.execute(q("drop_overlapping_leases"), self.slot, self.lo, self.hi)
+                        epoch = await conn.fetchval(q("acquire_lease"), self.slot, self.lo, self.hi,
+                                                    self.owner, self.lease_ttl)
+                        if epoch is not None:
+                            self.epoch = int(epoch)
+                            reset = await conn.execute(q("reset_stale_claims"), self.lo, self.hi, self.epoch)
+                            log.info("lease acquired", extra={"shard": self.index, "epoch": self.epoch,
+                                                              "reclaimed": reset})
+                            return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("lease acquisition failed", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)
+
+    async def _lease_loop(self) -> None:
+        failures_since = None
+        while not self.stopping:
+            await asyncio.sleep(self.lease_renew)
+            try:
+                renewed = await self.pool.fetchval(q("renew_lease"), self.slot, self.epoch, self.lease_ttl)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                failures_since = failures_since or time.monotonic()
+                log.warning("lease renewal failed", extra={"error": str(exc)})
+                continue
+            failures_since = None
+            if renewed is None:
+                self._lease_lost = True
+                self._wake.set()
+                return
+
+    # -- wake-ups: LISTEN/NOTIFY plus a periodic scan ----------------------------------------------
+    async def _listen(self) -> None:
+        while not self.stopping:
+            conn = None
+            try:
+                conn = await asyncpg.connect(self.settings.database_url)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c: closed.set())
+                await conn.add_listener(WORK_CHANNEL, self._on_work)
+                await conn.add_listener(ENDPOINT_CHANNEL, self._on_endpoint)
+                self._claim_now.set()          # anything announced while we were away
+                while not closed.is_set() and not self.stopping:
+                    try:
+                        await asyncio.wait_for(closed.wait(), timeout=5)
+                    except TimeoutError:
+                        await conn.execute("SELECT 1")   # notice a dead server promptly
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("listener reconnecting", extra={"error": str(exc)})
+                await asyncio.sleep(0.5)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+
+    def _on_work(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if any(self.lo <= p < self.hi for p in parse_work_payload(payload)):
+            self._claim_now.set()
+
+    def _on_endpoint(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        ident, _, part = payload.partition(":")
+        if not part.isdigit() or not self.lo <= int(part) < self.hi:
+            return
+        try:
+            endpoint_id = uuid.UUID(ident)
+        except ValueError:
+            return
+        asyncio.get_running_loop().create_task(self._refresh_endpoint(endpoint_id))
+
+    async def _refresh_endpoint(self, endpoint_id: uuid.UUID) -> None:
+        try:
+            rows = await self.pool.fetch(q("endpoint_configs"), [endpoint_id])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.endpoints.pop(endpoint_id, None)
+            return
+        if not rows:
+            return
+        cfg = EndpointConfig.from_row(rows[0], self.allow_private)
+        self.endpoints[endpoint_id] = cfg
+        if cfg.active and not cfg.deleted:
+            self._claim_now.set()
+            return
+        target = self.targets.get(str(endpoint_id))
+        if target is None:
+            return
+        # Paused or deleted: hand back (or, deleted, simply drop) everything not already in flight.
+        idle = [t for t in target.held.values() if not t.in_flight]
+        for t in idle:
+            if t.timer is not None:
+                self.wheel.cancel(t.timer)
+            del target.held[t.id]
+        target.ready.clear()
+        self.buffered -= len(idle)
+        if idle and not cfg.deleted:
+            self.writer.release([t.id for t in idle])
+
+    # -- claiming ----------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._claim_now.wait(), timeout=self.scan_interval)
+            except TimeoutError:
+                pass
+            self._claim_now.clear()
+            while not self.stopping and self.buffered < self.max_buffered:
+                try:
+                    got = await self._claim_once(min(self.claim_batch, self.max_buffered - self.buffered))
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    log.warning("claim failed", extra={"error": str(exc)})
+                    await asyncio.sleep(0.5)
+                    break
+                if got < self.claim_batch:
+                    break
+
+    async def _claim_once(self, limit: int) -> int:
+        rows = await self.pool.fetch(q("claim_tasks"), self.slot, self.epoch, self.lo, self.hi,
+                                     self.horizon_s, limit)
+        if not rows:
+            return 0
+        missing = list({r["endpoint_id"] for r in rows if r["endpoint_id"] and r["endpoint_id"] not in self.endpoints})
+        if missing:
+            for row in await self.pool.fetch(q("endpoint_configs"), missing):
+                self.endpoints[row["id"]] = EndpointConfig.from_row(row, self.allow_private)
+        now = now_ms()
+        for row in rows:
+            key = target_key(str(row["endpoint_id"]) if row["endpoint_id"] else None, row["destination"])
+            task = Task.from_claim(row, key)
+            target = self.targets.get(key)
+            if target is None:
+                target = self.targets[key] = TargetState(key, row["endpoint_id"])
+            target.held[task.id] = task
+            self.buffered += 1
+            if task.due_ms <= now:
+                self._make_ready(target, task)
+            else:
+                task.timer = self.wheel.schedule(task.due_ms, task)
+        self._wake.set()
+        return len(rows)
+
+    # -- dispatching -------------------------------------------------------------------------------
+    def _make_ready(self, target: TargetState, task: Task) -> None:
+        task.timer = None
+        heapq.heappush(target.ready, (task.priority, task.seq, task))
+        if not target.in_rotation:
+            target.in_rotation = True
+            self.rotation.append(target.key)
+
+    async def _dispatch_loop(self) -> None:
+        self._lease_lost = False
+        while not self.stopping:
+            if self._lease_lost:
+                raise LeaseLost(self.slot)
+            now = now_ms()
+            for task in self.wheel.advance(now):
+                target = self.targets.get(task.target)
+                if target is not None and task.id in target.held:
+                    self._make_ready(target, task)
+            self._dispatch()
+            nxt = self.wheel.next_due_ms()
+            timeout = 1.0 if nxt is None else min(1.0, max(0.0, (nxt - now) / 1000))
+            self._wake.clear()
+            if timeout > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                except TimeoutError:
+                    pass
+
+    def _dispatch(self) -> None:
+        rotation = self.rotation
+        while rotation and self.in_flight < self.max_in_flight:
+            target = self.targets[rotation.popleft()]
+            target.in_rotation = False
+            if not target.ready or target.in_flight >= self.max_per_target:
+                continue
+            cfg = self.endpoints.get(target.endpoint_id) if target.endpoint_id else None
+            if target.endpoint_id is not None and (cfg is None or not cfg.active or cfg.deleted):
+                continue
+            _, _, task = heapq.heappop(target.ready)
+            task.in_flight = True
+            target.in_flight += 1
+            self.in_flight += 1
+            send = asyncio.get_running_loop().create_task(self._deliver(target, task, cfg, time.perf_counter_ns()))
+            self._sends.add(send)
+            send.add_done_callback(self._sends.discard)
+            if target.ready and not target.in_rotation:
+                target.in_rotation = True
+                rotation.append(target.key)
+
+    def _request(self, task: Task, cfg: EndpointConfig | None) -> tuple[str, dict[str, str], int, AddressPolicy]:
+        if cfg is not None:
+            url, secret, timeout, policy = cfg.url, cfg.signing_secret, cfg.timeout_ms, cfg.policy
+            headers = {**cfg.custom_headers, **task.headers}
+        else:
+            assert task.destination is not None
+            url, secret, policy = task.destination, task.client_secret, self.direct_policy
+            timeout = int(self.settings.engine["default_timeout_ms"])
+            headers = dict(task.headers)
+        headers["Content-Type"] = "application/json"
+        headers["User-Agent"] = USER_AGENT
+        headers["X-Mittr-Signature"] = sign_v1(secret.encode(), task.payload)
+        headers["X-Mittr-Timestamp"] = str(int(time.time()))
+        headers["X-Mittr-Event-ID"] = str(task.event_id)
+        headers["X-Mittr-Attempt"] = str(task.attempts + 1)
+        return url, headers, timeout, policy
+
+    async def _deliver(self, target: TargetState, task: Task, cfg: EndpointConfig | None, taken_ns: int) -> None:
+        attempted_at = datetime.now(UTC)
+        url, headers, timeout, policy = self._request(task, cfg)
+        prep_ns = time.perf_counter_ns() - taken_ns
+        result = await self.sender.send(url, task.payload, headers, timeout, policy)
+        outcome = self._outcome(task, cfg, result, attempted_at, prep_ns, result.sent_ns - taken_ns)
+        self.writer.add(outcome)
+        task.in_flight = False
+        target.in_flight -= 1
+        self.in_flight -= 1
+        if outcome.keep_claim:
+            task.due_ms = int(outcome.next_attempt_at.timestamp() * 1000)
+            task.timer = self.wheel.schedule(task.due_ms, task)
+        else:
+            target.held.pop(task.id, None)
+            self.buffered -= 1
+            if self.buffered < self.max_buffered // 2:
+                self._claim_now.set()
+        if target.ready and not target.in_rotation:
+            target.in_rotation = True
+            self.rotation.append(target.key)
+        self._wake.set()
+
+    def _outcome(self, task: Task, cfg: EndpointConfig | None, r: SendResult, attempted_at: datetime,
+                 prep_ns: int, _handover_ns: int) -> Outcome:
+        task.attempts += 1
+        now = datetime.now(UTC)
+        keep = False
+        next_at = now
+        delivered_at = None
+        if r.outcome == "success":
+            status = "delivered"
+            delivered_at = now
+            self.delivered += 1
+        elif r.permanent or task.attempts >= task.max_attempts:
+            status = "dead"
+        else:
+            status = "failed"
+            eng = self.settings.engine
+            base = cfg.retry_backoff_ms if cfg else int(eng["default_retry_backoff_ms"])
+            mult = cfg.retry_backoff_mult if cfg else float(eng["default_retry_backoff_mult"])
+            cap = cfg.retry_backoff_max if cfg else int(eng["default_retry_backoff_max"])
+            delay = backoff_delay_ms(task.attempts, base, mult, cap, random.random())
+            if r.status_code in RETRY_AFTER_STATUSES:
+                wait = parse_retry_after(r.retry_after, time.time())
+                if wait is not None:
+                    delay = min(max(delay, int(wait * 1000)), cap)
+            next_at = now + timedelta(milliseconds=delay)
+            keep = delay <= self.horizon_s * 1000
+        overhead_ns = prep_ns + (time.perf_counter_ns() - r.done_ns)
+        return Outcome(
+            task=task, attempt_id=uuid.uuid4(), attempt_number=task.attempts, status_code=r.status_code,
+            response_body=r.response_body, error=r.error, error_category=r.category, outcome=r.outcome,
+            duration_ms=max(0, (r.done_ns - r.sent_ns) // 1_000_000), overhead_us=overhead_ns // 1000,
+            attempted_at=attempted_at, new_status=status, next_attempt_at=next_at, keep_claim=keep,
+            delivered_at=delivered_at)
+
+    # -- housekeeping --------------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        while not self.stopping:
+            try:
+                await self.pool.execute(q("ensure_attempt_partitions"), 9)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("partition upkeep failed", extra={"error": str(exc)})
+            await asyncio.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mittr-shard", description="Run one Mittr engine shard.")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--owner", default=f"{socket.gethostname()}:{os.getpid()}")
+    parser.add_argument("--config", default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config)
+    setup_logging(settings.log["level"], role=f"shard-{args.index}")
+    import uvloop
+
+    shard = Shard(settings, args.index, args.count, f"{args.owner}:{args.index}")
+    return uvloop.run(shard.run())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Starts the API server and N shard processes, restarts any that die, and stops them in order.
+
+Children are real processes (`python -m engine.shard`, granian for the API) so that a crash, a
+kill -9 or a leak in one of them never takes the others down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+log = logging.getLogger("mittr.supervisor")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff: float = 0.5
+    next_start: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(self.argv, env=env)  # noqa: S603
+        self.started_at = time.monotonic()
+        log.info("process started", extra={"child": self.name, "child_pid": self.proc.pid})
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Supervisor:
+    env: dict[str, str]
+    children: list[Child] = field(default_factory=list)
+    stopping: bool = False
+
+    def add(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv)
+        self.children.append(child)
+        return child
+
+    def start_all(self) -> None:
+        for child in self.children:
+            child.start(self.env)
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def watch_once(self) -> None:
+        """Restart dead children, with backoff when one keeps dying young."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.alive or self.stopping:
+                continue
+            if child.next_start == 0.0:
+                code = child.proc.returncode if child.proc else None
+                lived = now - child.started_at
+                child.backoff = 0.5 if lived > 30 else min(child.backoff * 2, 10.0)
+                child.next_start = now + (0.0 if lived > 30 else child.backoff)
+                log.warning("process exited; restarting",
+                            extra={"child": child.name, "code": code, "in_s": round(child.next_start - now, 2)})
+            if now >= child.next_start:
+                child.next_start = 0.0
+                child.restarts += 1
+                child.start(self.env)
+
+    def stop_all(self, timeout: float) -> None:
+        for child in reversed(self.children):
+            if child.alive and child.proc is not None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("process did not stop in time; killing", extra={"child": child.name})
+                child.proc.kill()
+                child.proc.wait()
+
+
+def shard_argv(index: int, count: int, owner: str) -> list[str]:
+    return [sys.executable, "-m", "engine.shard", "--index", str(index), "--count", str(count), "--owner", owner]
+
+
+def api_argv(host: str, port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port),
+            "--workers", str(workers), "--loop", "uvloop", "--no-ws", "--log-level", "warning",
+            "--no-access-log", "--respawn-failed-workers", "api.asgi:app"]
+
+
+def wait_http_ok(url: str, timeout: float, child: Child | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own loopback URL
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def child_env(database_url: str, config_file: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url
+    if config_file:
+        env["MITTR_CONFIG"] = os.path.abspath(config_file)
+    return env

@@ -1,0 +1,100 @@
+"""Test infrastructure: one real PostgreSQL per test session (embedded unless DATABASE_URL is set),
+a migrated template database, and a fresh database cloned from it for each test that needs one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.pg import with_database
+
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A server URL we may CREATE DATABASE on."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    from control.store.pgserver import EmbeddedPostgres
+
+    base = tempfile.mkdtemp(prefix="mittr-test-pg-")
+    os.chmod(base, 0o755)  # as root, the postgres system user must reach its data directory
+    pg = EmbeddedPostgres(Path(base) / "pgdata")
+    pg.start()
+    try:
+        yield pg.url
+    finally:
+        pg.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    from control.store.db import connect, migrate
+
+    name = f"mittr_tpl_{uuid.uuid4().hex[:10]}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await connect(with_database(pg_admin_url, name))
+        try:
+            await migrate(conn, 4096)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return name
+
+
+async def _create_db(admin_url: str, template: str) -> str:
+    name = f"mittr_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def _drop_db(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_admin_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated, empty database for one test."""
+    name = await _create_db(pg_admin_url, template_db)
+    try:
+        yield with_database(pg_admin_url, name)
+    finally:
+        await _drop_db(pg_admin_url, name)
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    from control.store.db import create_pool
+
+    p = await create_pool(db_url, 1, 8)
+    try:
+        yield p
+    finally:
+        await p.close()

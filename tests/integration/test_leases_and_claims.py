@@ -1,0 +1,117 @@
+"""The engine's SQL on a real database: leases, epoch fencing, claims, take-over after a crash."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from control.services.events import EventService
+from control.services.keys import create_client
+from control.services.principal import Principal
+from control.store.queries import q
+
+
+async def _events(pool: Any, n: int, **extra: Any) -> list[str]:
+    client = await create_client(pool, "t")
+    who = Principal(client["id"], None, frozenset(), None)
+    svc = EventService(pool, 4096)
+    ids = []
+    for i in range(n):
+        ev = await svc.create(who, {"destination": f"https://h{i % 3}.example.com/x", "payload": {"i": i},
+                                    **extra}, f"k{i}")
+        ids.append(ev["id"])
+    return ids
+
+
+async def _lease(pool: Any, owner: str, ttl: float = 30) -> int | None:
+    return await pool.fetchval(q("acquire_lease"), "0-4096", 0, 4096, owner, ttl)
+
+
+async def test_lease_is_exclusive_until_it_expires(pool: Any) -> None:
+    first = await _lease(pool, "host-a:1")
+    assert first is not None
+    assert await _lease(pool, "host-b:1") is None, "a live lease is not taken"
+    again = await _lease(pool, "host-a:1")
+    assert again is not None and again > first, "the same owner (a restarted shard) re-takes with a new epoch"
+    await pool.execute("UPDATE shard_leases SET expires_at = now() - interval '1 second'")
+    taken = await _lease(pool, "host-b:1")
+    assert taken is not None and taken > again
+    assert await pool.fetchval(q("renew_lease"), "0-4096", again, 30.0) is None, "the old epoch cannot renew"
+
+
+async def test_claim_marks_due_work_and_fences_old_epochs(pool: Any) -> None:
+    await _events(pool, 5)
+    epoch = await _lease(pool, "a")
+    rows = await pool.fetch(q("claim_tasks"), "0-4096", epoch, 0, 4096, 300.0, 100)
+    assert len(rows) == 5 and all(r["payload"] for r in rows)
+    assert await pool.fetchval("SELECT count(*) FROM tasks WHERE status = 'delivering' AND claim_epoch = $1",
+                               epoch) == 5
+    assert await pool.fetch(q("claim_tasks"), "0-4096", epoch, 0, 4096, 300.0, 100) == [], "claimed once"
+
+    # The shard dies; a new owner takes over and resets what the old epoch held.
+    await pool.execute("UPDATE shard_leases SET expires_at = now() - interval '1 second'")
+    new_epoch = await _lease(pool, "b")
+    await pool.execute(q("reset_stale_claims"), 0, 4096, new_epoch)
+    assert await pool.fetchval("SELECT count(*) FROM tasks WHERE status = 'queued' AND claim_epoch IS NULL") == 5
+
+    # The old owner, a zombie, tries to record outcomes: nothing changes.
+    ids = [r["id"] for r in rows]
+    now = datetime.now(UTC)
+    zombie = await pool.fetch(q("record_outcomes"), ids, ["delivered"] * 5, [1] * 5, [now] * 5, [None] * 5,
+                              [None] * 5, [now] * 5, epoch)
+    assert zombie == []
+    assert await pool.fetchval("SELECT count(*) FROM tasks WHERE status = 'delivered'") == 0
+
+    reclaimed = await pool.fetch(q("claim_tasks"), "0-4096", new_epoch, 0, 4096, 300.0, 100)
+    assert {r["id"] for r in reclaimed} == set(ids)
+    done = await pool.fetch(q("record_outcomes"), ids, ["delivered"] * 5, [1] * 5, [now] * 5, [None] * 5,
+                            [None] * 5, [now] * 5, new_epoch)
+    assert len(done) == 5
+    await pool.execute(q("rollup_events"), [r["event_id"] for r in done])
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE status = 'delivered' AND attempts = 1") == 5
+
+
+async def test_claim_respects_range_priority_and_horizon(pool: Any) -> None:
+    await _events(pool, 3, priority=9)
+    await _events_for_priority(pool)
+    epoch = await _lease(pool, "a")
+    rows = await pool.fetch(q("claim_tasks"), "0-4096", epoch, 0, 4096, 0.0, 2)
+    assert [r["priority"] for r in rows] == [1, 9], "highest priority first, delayed work left alone"
+    # A shard only sees its own partitions.
+    await pool.execute("UPDATE tasks SET claim_epoch = NULL, status = 'queued'")
+    part = await pool.fetchval("SELECT min(partition) FROM tasks")
+    rows = await pool.fetch(q("claim_tasks"), "0-4096", epoch, part, part + 1, 0.0, 100)
+    assert rows and all(r["partition"] == part for r in rows)
+
+
+async def _events_for_priority(pool: Any) -> None:
+    client = await create_client(pool, "p")
+    who = Principal(client["id"], None, frozenset(), None)
+    svc = EventService(pool, 4096)
+    await svc.create(who, {"destination": "https://p.example.com/x", "payload": {}, "priority": 1}, "hi")
+    await svc.create(who, {"destination": "https://p.example.com/x", "payload": {}, "priority": 1,
+                           "delaySeconds": 600}, "later")
+
+
+async def test_paused_endpoint_work_is_not_claimed(pool: Any) -> None:
+    client = await create_client(pool, "t")
+    ep_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO endpoints (id, client_id, url, event_types, signing_secret, partition, status)"
+        " VALUES ($1, $2, 'https://e.example.com', '{a.*}', 'secretsecret', 7, 'paused')", ep_id, client["id"])
+    svc = EventService(pool, 4096)
+    await svc.create(Principal(client["id"], None, frozenset(), None), {"eventType": "a.b", "payload": {}}, "k")
+    epoch = await _lease(pool, "a")
+    assert await pool.fetch(q("claim_tasks"), "0-4096", epoch, 0, 4096, 300.0, 100) == []
+    await pool.execute("UPDATE endpoints SET status = 'active'")
+    assert len(await pool.fetch(q("claim_tasks"), "0-4096", epoch, 0, 4096, 300.0, 100)) == 1
+
+
+async def test_migrations_are_idempotent(pool: Any) -> None:
+    from control.store.db import migrate
+
+    async with pool.acquire() as conn:
+        assert await migrate(conn) == []
+    count = await pool.fetchval("SELECT count(*) FROM schema_migrations")
+    assert count >= 1

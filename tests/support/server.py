@@ -1,0 +1,120 @@
+"""Runs `mittr serve` as a real subprocess and talks to it over HTTP, as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+KEY_LINE = re.compile(r"Admin API key.*?: (mtr_\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class MittrServer:
+    database_url: str
+    shards: int = 2
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    admin_key: str = ""
+    proc: asyncio.subprocess.Process | None = None
+    output: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 60) -> MittrServer:
+        self.port = self.port or free_port()
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": self.database_url,
+            "MITTR_ENGINE__ALLOW_PRIVATE_NETWORKS": "true",
+            "MITTR_ENGINE__SCAN_INTERVAL_MS": "250",
+            "MITTR_ENGINE__DRAIN_TIMEOUT_S": "5",
+            "MITTR_LOG__LEVEL": "warning",
+            **self.env_overrides,
+        })
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "control.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--shards", str(self.shards), "--workers", "1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+        ready = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(ready))
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError as exc:
+            await self.stop()
+            raise RuntimeError("mittr serve did not start:\n" + "\n".join(self.output[-50:])) from exc
+        return self
+
+    async def _read(self, ready: asyncio.Future[None]) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.output.append(line)
+            m = KEY_LINE.search(line)
+            if m:
+                self.admin_key = m.group(1)
+            if line.startswith("Mittr listening on") and not ready.done():
+                ready.set_result(None)
+        if not ready.done():
+            ready.set_exception(RuntimeError("mittr serve exited:\n" + "\n".join(self.output[-50:])))
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        return self.proc.returncode
+
+
+class Api:
+    """A thin client: every call returns (status, json body)."""
+
+    def __init__(self, base: str, key: str, session: aiohttp.ClientSession) -> None:
+        self.base, self.key, self.session = base, key, session
+
+    async def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                   key: str | None = None) -> tuple[int, Any]:
+        h = {"X-API-Key": key if key is not None else self.key, **(headers or {})}
+        async with self.session.request(method, self.base + path, json=body, headers=h) as resp:
+            text = await resp.text()
+            data = None
+            if text:
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    data = text
+            return resp.status, data
+
+    async def wait_event(self, event_id: str, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            status, body = await self.call("GET", f"/api/v1/events/{event_id}")
+            assert status == 200, body
+            if body["status"] in statuses:
+                return body
+            if loop.time() > deadline:
+                raise AssertionError(f"event {event_id} stuck in {body['status']}: {body}")
+            await asyncio.sleep(0.1)
