@@ -1,31 +1,39 @@
-"""Process-wide state of one API worker: settings, the pool and the services built on it."""
+"""Process-wide state of one API worker: settings, the pool, and the services built on it."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import asyncpg
 from blacksheep import Request
 
 from api.http import header
 from control.errors import NotFound
-from control.services.endpoints import EndpointService
-from control.services.events import EventService
 from control.services.keys import KeyAuthenticator
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
+
+S = TypeVar("S")
 
 
 @dataclass
 class ApiContext:
     settings: Settings
     pool: asyncpg.Pool
+    partitions: int
     auth: KeyAuthenticator
-    endpoints: EndpointService
-    events: EventService
     max_body: int
+    _services: dict[type, Any] = field(default_factory=dict)
+
+    def service(self, cls: type[S]) -> S:
+        """One instance per worker of any service built as `cls(pool, partitions, settings)`."""
+        found = self._services.get(cls)
+        if found is None:
+            found = self._services[cls] = cls(self.pool, self.partitions, self.settings)  # type: ignore[call-arg]
+        return found  # type: ignore[no-any-return]
 
     async def principal(self, request: Request) -> Principal:
         who = await self.auth.authenticate(header(request, b"x-api-key"))
@@ -41,3 +49,17 @@ class ApiContext:
         if await self.pool.fetchval(q("project_of_client"), project_id, who.client_id) is None:
             raise NotFound("project not found")
         return who.with_project(project_id)
+
+
+_CURRENT: dict[str, ApiContext] = {}
+
+
+def ctx() -> ApiContext:
+    return _CURRENT["ctx"]
+
+
+def set_ctx(value: ApiContext | None) -> ApiContext | None:
+    old = _CURRENT.pop("ctx", None)
+    if value is not None:
+        _CURRENT["ctx"] = value
+    return old

@@ -16,6 +16,7 @@ from control.policy.jsonpath import compile_path
 from control.policy.partitioning import partition_for
 from control.policy.signing import generate_secret
 from control.services.principal import Principal
+from control.settings import Settings
 from control.signalling import notify_endpoint_changed, notify_work
 from control.store.queries import q
 from control.validate import (
@@ -172,9 +173,10 @@ def endpoint_json(row: asyncpg.Record | dict[str, Any], include_secret: bool = F
 
 
 class EndpointService:
-    def __init__(self, pool: asyncpg.Pool, partitions: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
         self.pool = pool
         self.partitions = partitions
+        self.settings = settings
 
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
         values = _parse(body, None)

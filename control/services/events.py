@@ -14,6 +14,7 @@ from control.jsonfmt import decode_cursor, iso, page
 from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
 from control.services.principal import Principal
+from control.settings import Settings
 from control.signalling import WORK_CHANNEL, work_payload
 from control.store.queries import q
 from control.validate import headers_field, int_field, need_object, str_field, url_field
@@ -124,9 +125,10 @@ def event_summary_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class EventService:
-    def __init__(self, pool: asyncpg.Pool, partitions: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
         self.pool = pool
         self.partitions = partitions
+        self.settings = settings
 
     async def _targets(self, conn: asyncpg.Connection, who: Principal,
                        ev: NewEvent) -> list[tuple[uuid.UUID | None, int, int]]:

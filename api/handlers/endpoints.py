@@ -1,0 +1,84 @@
+"""Endpoints: create, list, get, update, delete, pause, resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blacksheep import Request, Response
+
+from api.context import ctx
+from api.http import empty_response, json_response, query_one, read_json
+from api.routing import PAGE, ROUTES, authed, route_id
+from control.services.endpoints import EndpointService
+from control.services.principal import Principal
+from control.validate import limit_param
+
+ENDPOINT_BODY: dict[str, Any] = {"type": "object", "properties": {
+    "url": {"type": "string"}, "eventTypes": {"type": "array", "items": {"type": "string"}},
+    "description": {"type": "string"}, "filter": {"type": "array", "items": {"type": "object"}},
+    "transformation": {"type": "string"}, "fifo": {"type": "boolean"},
+    "fifoPartitionKey": {"type": "string"}, "maxRetries": {"type": "integer"},
+    "retryBackoffMs": {"type": "integer"}, "retryBackoffMax": {"type": "integer"},
+    "retryBackoffMult": {"type": "number"}, "timeoutMs": {"type": "integer"},
+    "rateLimitPerSec": {"type": "integer"}, "circuitThreshold": {"type": "integer"},
+    "circuitResetMs": {"type": "integer"}, "customHeaders": {"type": "object"},
+    "allowedCidrs": {"type": "array", "items": {"type": "string"}},
+    "blockedCidrs": {"type": "array", "items": {"type": "string"}},
+    "deliveryMode": {"type": "string", "enum": ["push", "poll", "storage"]},
+    "storageConfig": {"type": "object"}, "signingSecret": {"type": "string"},
+    "mtlsCert": {"type": "string"}, "mtlsKey": {"type": "string"}}}
+
+
+def endpoints() -> EndpointService:
+    return ctx().service(EndpointService)
+
+
+@ROUTES.add("POST", "/api/v1/endpoints", "Create an endpoint", "endpoints", "endpoints:write", 201,
+            body={**ENDPOINT_BODY, "required": ["url", "eventTypes"]})
+@authed("endpoints:write")
+async def create_endpoint(request: Request, who: Principal) -> Response:
+    body = await read_json(request, ctx().max_body)
+    return json_response(await endpoints().create(who, body), 201)
+
+
+@ROUTES.add("GET", "/api/v1/endpoints", "List endpoints", "endpoints", "endpoints:read", query=PAGE)
+@authed("endpoints:read")
+async def list_endpoints(request: Request, who: Principal) -> Response:
+    out = await endpoints().list(who, limit_param(query_one(request, "limit"), 20, 100),
+                                 query_one(request, "cursor"))
+    return json_response(out)
+
+
+@ROUTES.add("GET", "/api/v1/endpoints/{id}", "Get an endpoint", "endpoints", "endpoints:read")
+@authed("endpoints:read")
+async def get_endpoint(request: Request, who: Principal) -> Response:
+    return json_response(await endpoints().get(who, route_id(request)))
+
+
+@ROUTES.add("PATCH", "/api/v1/endpoints/{id}", "Update an endpoint", "endpoints", "endpoints:write",
+            body=ENDPOINT_BODY)
+@authed("endpoints:write")
+async def update_endpoint(request: Request, who: Principal) -> Response:
+    body = await read_json(request, ctx().max_body)
+    return json_response(await endpoints().update(who, route_id(request), body))
+
+
+@ROUTES.add("DELETE", "/api/v1/endpoints/{id}", "Delete an endpoint (its pending deliveries end dead)",
+            "endpoints", "endpoints:write", 204)
+@authed("endpoints:write")
+async def delete_endpoint(request: Request, who: Principal) -> Response:
+    await endpoints().delete(who, route_id(request))
+    return empty_response(204)
+
+
+@ROUTES.add("POST", "/api/v1/endpoints/{id}/pause", "Pause delivery (events stay queued)", "endpoints",
+            "endpoints:write")
+@authed("endpoints:write")
+async def pause_endpoint(request: Request, who: Principal) -> Response:
+    return json_response(await endpoints().set_status(who, route_id(request), "paused"))
+
+
+@ROUTES.add("POST", "/api/v1/endpoints/{id}/resume", "Resume delivery", "endpoints", "endpoints:write")
+@authed("endpoints:write")
+async def resume_endpoint(request: Request, who: Principal) -> Response:
+    return json_response(await endpoints().set_status(who, route_id(request), "active"))
