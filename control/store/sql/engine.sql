@@ -40,7 +40,8 @@ WITH lease AS (
       AND t.partition >= $3 AND t.partition < $4
       AND t.next_attempt_at <= now() + make_interval(secs => $5)
       AND (t.endpoint_id IS NULL OR NOT EXISTS (
-            SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.status = 'paused'))
+            SELECT 1 FROM endpoints ep
+            WHERE ep.id = t.endpoint_id AND (ep.status = 'paused' OR ep.delivery_mode <> 'push')))
     ORDER BY t.priority, t.next_attempt_at
     LIMIT $6
     FOR UPDATE OF t SKIP LOCKED
