@@ -1,0 +1,1 @@
+../../engine/policy/token_bucket.py
