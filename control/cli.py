@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+from control.crypto import KEY_ENV, box_for, resolve_key
 from control.logs import setup_logging
 from control.runtime import Database, open_database
 from control.services.keys import create_client, create_key
@@ -40,7 +41,7 @@ async def _prepare(settings: Settings, url: str) -> dict[str, Any] | None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_first_client'))")
             if await conn.fetchval(q("count_clients")):
                 return None
-            client = await create_client(conn, "default")
+            client = await create_client(conn, "default", box_for(settings.security["encryption_key"]))
             key = await create_key(conn, client["id"], "admin")
             return {"key": key.key, "clientId": str(client["id"]), "signingSecret": client["signing_secret"]}
     finally:
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         first = asyncio.run(_prepare(settings, db.url))
         sup = Supervisor(child_env(db.url, args.config))
+        sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
         owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         api = sup.add("api", api_argv(host, port, workers))
         for i in range(shards):
@@ -98,6 +100,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     host = args.host or settings.server["host"]
     port = args.port or int(settings.server["port"])
     sup = Supervisor(child_env(db.url, args.config))
+    sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
     sup.add("api", api_argv(host, port, args.workers or int(settings.server["workers"]) or 1))
     return _run_until_signal(sup, settings)
 
@@ -115,6 +118,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
     total = args.total or shards
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
     sup = Supervisor(child_env(db.url, args.config))
+    sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
     for i in range(args.first, args.first + shards):
         sup.add(f"shard-{i}", shard_argv(i, total, owner))
     return _run_until_signal(sup, settings)
@@ -162,15 +166,16 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             conn = await connect(db.url)
             try:
                 await migrate(conn, int(settings.database["partitions"]))
+                box = box_for(settings.security["encryption_key"])
                 async with conn.transaction():
                     secret = None
                     if args.new_client:
-                        client = await create_client(conn, args.new_client)
+                        client = await create_client(conn, args.new_client, box)
                         client_id, secret = client["id"], client["signing_secret"]
                     else:
                         row = await conn.fetchrow(q("first_client"))
                         if row is None:
-                            client = await create_client(conn, "default")
+                            client = await create_client(conn, "default", box)
                             client_id, secret = client["id"], client["signing_secret"]
                         else:
                             client_id = row["id"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+from control.policy.jsonpath import compile_path
 from engine.policy.ssrf import AddressPolicy
 
 
@@ -27,10 +31,15 @@ class EndpointConfig:
     circuit_threshold: int
     circuit_reset_ms: int
     circuit_state: str
+    circuit_opened_at_ms: int | None
     fifo: bool
     fifo_partition_key: str | None
     delivery_mode: str
     policy: AddressPolicy
+    mtls_cert: str | None
+    mtls_key: str | None
+    standard_webhooks: bool
+    sw_ed25519_private: str | None
 
     @classmethod
     def from_row(cls, row: Any, allow_private: bool) -> EndpointConfig:
@@ -41,10 +50,35 @@ class EndpointConfig:
             retry_backoff_ms=row["retry_backoff_ms"], retry_backoff_max=row["retry_backoff_max"],
             retry_backoff_mult=row["retry_backoff_mult"], rate_limit_per_sec=row["rate_limit_per_sec"],
             circuit_threshold=row["circuit_threshold"], circuit_reset_ms=row["circuit_reset_ms"],
-            circuit_state=row["circuit_state"], fifo=row["fifo"], fifo_partition_key=row["fifo_partition_key"],
+            circuit_state=row["circuit_state"],
+            circuit_opened_at_ms=int(row["circuit_opened_at"].timestamp() * 1000) if row["circuit_opened_at"] else None,
+            fifo=row["fifo"], fifo_partition_key=row["fifo_partition_key"],
             delivery_mode=row["delivery_mode"],
             policy=AddressPolicy.build(allow_private, row["allowed_cidrs"] or (), row["blocked_cidrs"] or ()),
+            mtls_cert=row["mtls_cert"], mtls_key=row["mtls_key"], standard_webhooks=row["standard_webhooks"],
+            sw_ed25519_private=row["sw_ed25519_private"],
         )
+
+
+def fifo_key(path: str | None, payload: bytes) -> str:
+    """The FIFO group of a delivery: `fifoPartitionKey` read from `{"data": payload}`; events
+    without that field share one default group."""
+    if not path:
+        return ""
+    try:
+        found, value = compile_path(path).get({"data": orjson.loads(payload)})
+    except (ValueError, orjson.JSONDecodeError):
+        return ""
+    if not found or value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def ed25519_key(stored: str | None) -> bytes | None:
+    """The raw 32-byte ed25519 private key kept (base64) for Standard Webhooks `v1a` signatures."""
+    if not stored:
+        return None
+    return base64.b64decode(stored)
 
 
 @dataclass(slots=True)
@@ -66,6 +100,7 @@ class Task:
     headers: dict[str, str]
     client_secret: str
     target: str
+    fifo_key: str = ""
     in_flight: bool = False
     timer: Any = None
 
@@ -100,15 +135,3 @@ class Outcome:
     next_attempt_at: datetime
     keep_claim: bool
     delivered_at: datetime | None
-
-
-@dataclass
-class TargetState:
-    """Per delivery target (an endpoint, or a direct destination's origin) inside one shard."""
-
-    key: str
-    endpoint_id: uuid.UUID | None
-    ready: list[tuple[int, int, Task]] = field(default_factory=list)   # heap by (priority, seq)
-    held: dict[uuid.UUID, Task] = field(default_factory=dict)           # everything in memory
-    in_flight: int = 0
-    in_rotation: bool = False

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -77,9 +79,18 @@ def _root_os_error(exc: BaseException) -> BaseException | None:
     return seen
 
 
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """System trust store, plus an extra CA bundle when configured (engine.ca_file)."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(ca_file)
+    return ctx
+
+
 class Sender:
-    def __init__(self, max_connections: int, body_limit: int) -> None:
+    def __init__(self, max_connections: int, body_limit: int, tls: ssl.SSLContext | None = None) -> None:
         self.body_limit = body_limit
+        self.tls = tls or tls_context()
         connector = GuardedConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=30,
                                      keepalive_timeout=30, enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(
@@ -98,7 +109,7 @@ class Sender:
         try:
             async with self.session.post(url, data=body, headers=headers, timeout=timeout,
                                          allow_redirects=False,
-                                         ssl=ssl_context if ssl_context is not None else True) as resp:
+                                         ssl=ssl_context if ssl_context is not None else self.tls) as resp:
                 raw = await resp.content.read(self.body_limit)
                 done = time.perf_counter_ns()
                 status = resp.status
@@ -124,3 +135,47 @@ class Sender:
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return SendResult(None, "", f"{type(exc).__name__}: {exc}", "other", "failure", False, None,
                               sent, time.perf_counter_ns())
+
+
+class Senders:
+    """The default session, plus one per endpoint CIDR policy: keep-alive connections are pooled
+    by host, so an endpoint with its own allow/block list must never reuse a connection that was
+    vetted under another policy."""
+
+    def __init__(self, max_connections: int, body_limit: int, ca_file: str = "") -> None:
+        self._max = max_connections
+        self._body_limit = body_limit
+        self._ca_file = ca_file
+        self._base_tls = tls_context(ca_file)
+        self.default = Sender(max_connections, body_limit, self._base_tls)
+        self._by_policy: dict[AddressPolicy, Sender] = {}
+        self._tls: dict[tuple[str, int], ssl.SSLContext] = {}
+
+    def for_policy(self, policy: AddressPolicy) -> Sender:
+        if not policy.allowed and not policy.blocked:
+            return self.default
+        sender = self._by_policy.get(policy)
+        if sender is None:
+            sender = self._by_policy[policy] = Sender(max(8, self._max // 8), self._body_limit, self._base_tls)
+        return sender
+
+    def client_tls(self, cfg: Any) -> ssl.SSLContext:
+        """A TLS context presenting the endpoint's client certificate, built once per version."""
+        key = (str(cfg.id), cfg.version)
+        ctx = self._tls.get(key)
+        if ctx is None:
+            ctx = tls_context(self._ca_file)
+            with tempfile.TemporaryDirectory(prefix="mittr-mtls-") as tmp:
+                cert_path, key_path = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+                for path, text in ((cert_path, cfg.mtls_cert), (key_path, cfg.mtls_key)):
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w") as fh:
+                        fh.write(text)
+                ctx.load_cert_chain(cert_path, key_path)
+            self._tls[key] = ctx
+        return ctx
+
+    async def close(self) -> None:
+        await self.default.close()
+        for sender in self._by_policy.values():
+            await sender.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import logging
 import os
 import random
@@ -17,7 +16,6 @@ import signal
 import socket
 import time
 import uuid
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,16 +23,18 @@ import asyncpg
 
 from control.logs import setup_logging
 from control.policy.partitioning import shard_ranges, target_key
-from control.policy.signing import sign_v1
+from control.crypto import box_for
+from control.policy.signing import sign_v1, standard_webhook_headers
 from control.settings import Settings, load_settings
 from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
 from control.store.db import create_pool, partitions_of
 from control.store.queries import q
-from engine.model import EndpointConfig, Outcome, TargetState, Task
+from engine.dispatch import Dispatcher, Finish, Target
+from engine.model import EndpointConfig, Outcome, Task, ed25519_key, fifo_key
 from engine.policy.backoff import backoff_delay_ms, parse_retry_after
+from engine.policy.breaker import CircuitBreaker
 from engine.policy.ssrf import AddressPolicy
-from engine.policy.timer_wheel import TimerWheel
-from engine.sender import SendResult, Sender
+from engine.sender import Senders, SendResult
 from engine.writer import OutcomeWriter
 
 log = logging.getLogger("mittr.engine.shard")
@@ -57,31 +57,27 @@ class Shard:
         self.index, self.count, self.owner = index, count, owner
         self.allow_private = bool(eng["allow_private_networks"])
         self.direct_policy = AddressPolicy.build(self.allow_private)
-        self.max_in_flight = int(eng["max_in_flight"])
-        self.max_per_target = int(eng["max_in_flight_per_endpoint"])
         self.max_buffered = int(eng["max_buffered"])
         self.claim_batch = int(eng["claim_batch"])
         self.horizon_s = float(eng["claim_horizon_s"])
         self.scan_interval = int(eng["scan_interval_ms"]) / 1000
         self.lease_ttl = float(eng["lease_ttl_s"])
         self.lease_renew = float(eng["lease_renew_s"])
+        self.box = box_for(settings.security["encryption_key"])
         self.epoch = 0
         self.slot = ""
         self.lo = self.hi = 0
-        self.targets: dict[str, TargetState] = {}
-        self.rotation: deque[str] = deque()
-        self.wheel: TimerWheel[Task] = TimerWheel(now_ms())
+        self.dispatcher = Dispatcher(now_ms(), int(eng["max_in_flight"]), int(eng["max_in_flight_per_endpoint"]))
         self.endpoints: dict[uuid.UUID, EndpointConfig] = {}
-        self.buffered = 0
-        self.in_flight = 0
         self.stopping = False
+        self._lease_lost = False
         self._wake = asyncio.Event()
         self._claim_now = asyncio.Event()
-        self._idle = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.pool: asyncpg.Pool
         self.writer: OutcomeWriter
-        self.sender: Sender
+        self.senders: Senders
         self.delivered = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -93,7 +89,7 @@ class Shard:
         self.slot = f"{self.lo}-{self.hi}"
         await self._acquire_lease()
         eng = self.settings.engine
-        self.sender = Sender(self.max_in_flight, int(eng["response_body_limit"]))
+        self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
         self.writer = OutcomeWriter(self.pool, lambda: self.epoch, int(eng["writer_batch"]),
                                     int(eng["writer_interval_ms"]))
         log.info("shard started", extra={"shard": self.index, "range": self.slot, "epoch": self.epoch})
@@ -113,7 +109,7 @@ class Shard:
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        await self.sender.close()
+        await self.senders.close()
         if code == 0:
             try:
                 await self.pool.execute(q("release_lease"), self.slot, self.epoch)
@@ -133,11 +129,16 @@ class Shard:
         deadline = time.monotonic() + float(self.settings.engine["drain_timeout_s"])
         while self._sends and time.monotonic() < deadline:
             await asyncio.wait(set(self._sends), timeout=max(0.0, deadline - time.monotonic()))
-        unsent = [t.id for tgt in self.targets.values() for t in tgt.held.values() if not t.in_flight]
+        unsent = [t.id for t in self.dispatcher.all_idle()]
         if graceful and unsent:
             self.writer.release(unsent)
         if graceful:
             await self.writer.drain(float(self.settings.engine["drain_timeout_s"]))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- lease -------------------------------------------------------------------------------------
     async def _acquire_lease(self) -> None:
@@ -161,16 +162,13 @@ class Shard:
             await asyncio.sleep(1.0)
 
     async def _lease_loop(self) -> None:
-        failures_since = None
         while not self.stopping:
             await asyncio.sleep(self.lease_renew)
             try:
                 renewed = await self.pool.fetchval(q("renew_lease"), self.slot, self.epoch, self.lease_ttl)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                failures_since = failures_since or time.monotonic()
                 log.warning("lease renewal failed", extra={"error": str(exc)})
                 continue
-            failures_since = None
             if renewed is None:
                 self._lease_lost = True
                 self._wake.set()
@@ -211,7 +209,14 @@ class Shard:
             endpoint_id = uuid.UUID(ident)
         except ValueError:
             return
-        asyncio.get_running_loop().create_task(self._refresh_endpoint(endpoint_id))
+        self._spawn(self._refresh_endpoint(endpoint_id))
+
+    def _config(self, row: Any) -> EndpointConfig:
+        cfg = EndpointConfig.from_row(row, self.allow_private)
+        cfg.signing_secret = self.box.open(cfg.signing_secret)
+        cfg.mtls_key = self.box.open_optional(cfg.mtls_key)
+        cfg.sw_ed25519_private = self.box.open_optional(cfg.sw_ed25519_private)
+        return cfg
 
     async def _refresh_endpoint(self, endpoint_id: uuid.UUID) -> None:
         try:
@@ -221,22 +226,19 @@ class Shard:
             return
         if not rows:
             return
-        cfg = EndpointConfig.from_row(rows[0], self.allow_private)
+        cfg = self._config(rows[0])
         self.endpoints[endpoint_id] = cfg
+        target = self.dispatcher.targets.get(str(endpoint_id))
+        if target is not None:
+            self.dispatcher.configure(target, cfg, now_ms())
         if cfg.active and not cfg.deleted:
             self._claim_now.set()
+            self._wake.set()
             return
-        target = self.targets.get(str(endpoint_id))
         if target is None:
             return
         # Paused or deleted: hand back (or, deleted, simply drop) everything not already in flight.
-        idle = [t for t in target.held.values() if not t.in_flight]
-        for t in idle:
-            if t.timer is not None:
-                self.wheel.cancel(t.timer)
-            del target.held[t.id]
-        target.ready.clear()
-        self.buffered -= len(idle)
+        idle = self.dispatcher.drop_idle(target)
         if idle and not cfg.deleted:
             self.writer.release([t.id for t in idle])
 
@@ -248,61 +250,60 @@ class Shard:
             except TimeoutError:
                 pass
             self._claim_now.clear()
-            while not self.stopping and self.buffered < self.max_buffered:
-                try:
-                    got = await self._claim_once(min(self.claim_batch, self.max_buffered - self.buffered))
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                    log.warning("claim failed", extra={"error": str(exc)})
-                    await asyncio.sleep(0.5)
-                    break
-                if got < self.claim_batch:
-                    break
+            for query in ("claim_fifo_tasks", "claim_tasks"):
+                while not self.stopping and self.dispatcher.buffered < self.max_buffered:
+                    room = min(self.claim_batch, self.max_buffered - self.dispatcher.buffered)
+                    try:
+                        got = await self._claim_once(query, room)
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                        log.warning("claim failed", extra={"error": str(exc)})
+                        await asyncio.sleep(0.5)
+                        break
+                    if got < room:
+                        break
 
-    async def _claim_once(self, limit: int) -> int:
-        rows = await self.pool.fetch(q("claim_tasks"), self.slot, self.epoch, self.lo, self.hi,
-                                     self.horizon_s, limit)
+    async def _claim_once(self, query: str, limit: int) -> int:
+        if query == "claim_fifo_tasks":
+            rows = await self.pool.fetch(q(query), self.slot, self.epoch, self.lo, self.hi, limit)
+        else:
+            rows = await self.pool.fetch(q(query), self.slot, self.epoch, self.lo, self.hi, self.horizon_s, limit)
         if not rows:
             return 0
         missing = list({r["endpoint_id"] for r in rows if r["endpoint_id"] and r["endpoint_id"] not in self.endpoints})
         if missing:
             for row in await self.pool.fetch(q("endpoint_configs"), missing):
-                self.endpoints[row["id"]] = EndpointConfig.from_row(row, self.allow_private)
+                self.endpoints[row["id"]] = self._config(row)
         now = now_ms()
+        dispatcher = self.dispatcher
         for row in rows:
-            key = target_key(str(row["endpoint_id"]) if row["endpoint_id"] else None, row["destination"])
+            endpoint_id = row["endpoint_id"]
+            key = str(endpoint_id) if endpoint_id else target_key(None, row["destination"])
             task = Task.from_claim(row, key)
-            target = self.targets.get(key)
+            target = dispatcher.targets.get(key)
             if target is None:
-                target = self.targets[key] = TargetState(key, row["endpoint_id"])
-            target.held[task.id] = task
-            self.buffered += 1
-            if task.due_ms <= now:
-                self._make_ready(target, task)
-            else:
-                task.timer = self.wheel.schedule(task.due_ms, task)
+                target = dispatcher.target(key, endpoint_id)
+                dispatcher.configure(target, self.endpoints.get(endpoint_id) if endpoint_id else None, now)
+            if target.gate is not None and target.cfg is not None:
+                task.fifo_key = fifo_key(target.cfg.fifo_partition_key, task.payload)
+            task.client_secret = self.box.open(task.client_secret)
+            dispatcher.add(target, task, now)
         self._wake.set()
         return len(rows)
 
     # -- dispatching -------------------------------------------------------------------------------
-    def _make_ready(self, target: TargetState, task: Task) -> None:
-        task.timer = None
-        heapq.heappush(target.ready, (task.priority, task.seq, task))
-        if not target.in_rotation:
-            target.in_rotation = True
-            self.rotation.append(target.key)
-
     async def _dispatch_loop(self) -> None:
-        self._lease_lost = False
+        dispatcher = self.dispatcher
         while not self.stopping:
             if self._lease_lost:
                 raise LeaseLost(self.slot)
             now = now_ms()
-            for task in self.wheel.advance(now):
-                target = self.targets.get(task.target)
-                if target is not None and task.id in target.held:
-                    self._make_ready(target, task)
-            self._dispatch()
-            nxt = self.wheel.next_due_ms()
+            dispatcher.advance(now)
+            loop = asyncio.get_running_loop()
+            for target, task in dispatcher.take(now):
+                send = loop.create_task(self._deliver(target, task, time.perf_counter_ns()))
+                self._sends.add(send)
+                send.add_done_callback(self._sends.discard)
+            nxt = dispatcher.next_due_ms()
             timeout = 1.0 if nxt is None else min(1.0, max(0.0, (nxt - now) / 1000))
             self._wake.clear()
             if timeout > 0:
@@ -310,27 +311,6 @@ class Shard:
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 except TimeoutError:
                     pass
-
-    def _dispatch(self) -> None:
-        rotation = self.rotation
-        while rotation and self.in_flight < self.max_in_flight:
-            target = self.targets[rotation.popleft()]
-            target.in_rotation = False
-            if not target.ready or target.in_flight >= self.max_per_target:
-                continue
-            cfg = self.endpoints.get(target.endpoint_id) if target.endpoint_id else None
-            if target.endpoint_id is not None and (cfg is None or not cfg.active or cfg.deleted):
-                continue
-            _, _, task = heapq.heappop(target.ready)
-            task.in_flight = True
-            target.in_flight += 1
-            self.in_flight += 1
-            send = asyncio.get_running_loop().create_task(self._deliver(target, task, cfg, time.perf_counter_ns()))
-            self._sends.add(send)
-            send.add_done_callback(self._sends.discard)
-            if target.ready and not target.in_rotation:
-                target.in_rotation = True
-                rotation.append(target.key)
 
     def _request(self, task: Task, cfg: EndpointConfig | None) -> tuple[str, dict[str, str], int, AddressPolicy]:
         if cfg is not None:
@@ -341,39 +321,49 @@ class Shard:
             url, secret, policy = task.destination, task.client_secret, self.direct_policy
             timeout = int(self.settings.engine["default_timeout_ms"])
             headers = dict(task.headers)
+        now_s = int(time.time())
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = USER_AGENT
         headers["X-Mittr-Signature"] = sign_v1(secret.encode(), task.payload)
-        headers["X-Mittr-Timestamp"] = str(int(time.time()))
+        headers["X-Mittr-Timestamp"] = str(now_s)
         headers["X-Mittr-Event-ID"] = str(task.event_id)
         headers["X-Mittr-Attempt"] = str(task.attempts + 1)
+        if cfg is not None and cfg.standard_webhooks:
+            headers.update(standard_webhook_headers(
+                f"msg_{task.event_id.hex}", now_s, task.payload, secret,
+                ed25519_key(cfg.sw_ed25519_private)))
         return url, headers, timeout, policy
 
-    async def _deliver(self, target: TargetState, task: Task, cfg: EndpointConfig | None, taken_ns: int) -> None:
+    async def _deliver(self, target: Target, task: Task, taken_ns: int) -> None:
+        cfg = target.cfg
         attempted_at = datetime.now(UTC)
         url, headers, timeout, policy = self._request(task, cfg)
+        ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
         prep_ns = time.perf_counter_ns() - taken_ns
-        result = await self.sender.send(url, task.payload, headers, timeout, policy)
-        outcome = self._outcome(task, cfg, result, attempted_at, prep_ns, result.sent_ns - taken_ns)
+        result = await self.senders.for_policy(policy).send(url, task.payload, headers, timeout, policy, ssl_ctx)
+        outcome = self._outcome(task, cfg, target.gate is not None, result, attempted_at, prep_ns)
         self.writer.add(outcome)
-        task.in_flight = False
-        target.in_flight -= 1
-        self.in_flight -= 1
-        if outcome.keep_claim:
-            task.due_ms = int(outcome.next_attempt_at.timestamp() * 1000)
-            task.timer = self.wheel.schedule(task.due_ms, task)
-        else:
-            target.held.pop(task.id, None)
-            self.buffered -= 1
-            if self.buffered < self.max_buffered // 2:
-                self._claim_now.set()
-        if target.ready and not target.in_rotation:
-            target.in_rotation = True
-            self.rotation.append(target.key)
+        how: Finish = "delivered" if outcome.new_status == "delivered" else (
+            "retry" if outcome.new_status == "failed" else "final")
+        retry_at = int(outcome.next_attempt_at.timestamp() * 1000) if how == "retry" else None
+        changed = self.dispatcher.finish(target, task, how, result.category != "blocked", now_ms(), retry_at,
+                                         outcome.keep_claim)
+        if changed and target.breaker is not None and target.endpoint_id is not None:
+            self._spawn(self._persist_breaker(target.endpoint_id, target.breaker))
+        if self.dispatcher.buffered < self.max_buffered // 2:
+            self._claim_now.set()
         self._wake.set()
 
-    def _outcome(self, task: Task, cfg: EndpointConfig | None, r: SendResult, attempted_at: datetime,
-                 prep_ns: int, _handover_ns: int) -> Outcome:
+    async def _persist_breaker(self, endpoint_id: uuid.UUID, breaker: CircuitBreaker) -> None:
+        opened = breaker.opened_at_ms
+        try:
+            await self.pool.execute(q("set_circuit_state"), endpoint_id, breaker.state.value,
+                                    datetime.fromtimestamp(opened / 1000, UTC) if opened else None)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("breaker state not persisted", extra={"endpoint": str(endpoint_id), "error": str(exc)})
+
+    def _outcome(self, task: Task, cfg: EndpointConfig | None, fifo: bool, r: SendResult, attempted_at: datetime,
+                 prep_ns: int) -> Outcome:
         task.attempts += 1
         now = datetime.now(UTC)
         keep = False
@@ -397,7 +387,8 @@ class Shard:
                 if wait is not None:
                     delay = min(max(delay, int(wait * 1000)), cap)
             next_at = now + timedelta(milliseconds=delay)
-            keep = delay <= self.horizon_s * 1000
+            # FIFO heads stay in memory whatever the delay: the keys behind them must wait.
+            keep = fifo or delay <= self.horizon_s * 1000
         overhead_ns = prep_ns + (time.perf_counter_ns() - r.done_ns)
         return Outcome(
             task=task, attempt_id=uuid.uuid4(), attempt_number=task.attempts, status_code=r.status_code,

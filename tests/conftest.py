@@ -17,6 +17,8 @@ import pytest
 from tests.support.pg import with_database
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+# A fixed key for sealing secrets in tests (never used outside the test suite).
+os.environ.setdefault("MITTR_SECURITY__ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1mb3ItbWl0dHItdGVzdHMtMDE=")
 
 
 @pytest.fixture(scope="session")

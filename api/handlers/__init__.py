@@ -1,5 +1,5 @@
 """Route handlers, one module per family of the API guide. Importing a module registers its routes."""
 
-from api.handlers import endpoints, events, system
+from api.handlers import endpoint_security, endpoints, events, system
 
-__all__ = ["endpoints", "events", "system"]
+__all__ = ["endpoint_security", "endpoints", "events", "system"]

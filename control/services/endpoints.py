@@ -9,12 +9,14 @@ from typing import Any
 
 import asyncpg
 
+from control.crypto import box_for
 from control.errors import BadRequest, NotFound
 from control.jsonfmt import decode_cursor, iso, page
 from control.policy.filters import FilterError, compile_filter
 from control.policy.jsonpath import compile_path
 from control.policy.partitioning import partition_for
 from control.policy.signing import generate_secret
+from control.services.mtls import check_pair
 from control.services.principal import Principal
 from control.settings import Settings
 from control.signalling import notify_endpoint_changed, notify_work
@@ -111,7 +113,10 @@ FIELDS: tuple[Field, ...] = (
           lambda v, n: str_field(v, n, max_len=256, allow_empty=False), generate_secret, shown=False),
     Field("mtlsCert", "mtls_cert", _optional_str(65536), lambda: None, shown=False),
     Field("mtlsKey", "mtls_key", _optional_str(65536), lambda: None, shown=False),
+    Field("standardWebhooks", "standard_webhooks", bool_field, lambda: False),
 )
+# Stored sealed (control/crypto.py); a value taken from the current row is already sealed.
+SEALED = ("signing_secret", "mtls_key")
 BY_JSON = {f.json: f for f in FIELDS}
 REQUIRED = ("url", "eventTypes")
 # Column order of the insert_endpoint / update_endpoint statements after their leading ids.
@@ -159,6 +164,7 @@ def endpoint_json(row: asyncpg.Record | dict[str, Any], include_secret: bool = F
         if field.shown:
             out[field.json] = row[field.column]
     out["hasMtls"] = bool(row["mtls_cert"])
+    out["standardWebhooksPublicKey"] = row["sw_ed25519_public"]
     if include_secret:
         out["signingSecret"] = row["signing_secret"]
     out.update({
@@ -177,14 +183,28 @@ class EndpointService:
         self.pool = pool
         self.partitions = partitions
         self.settings = settings
+        self.box = box_for(settings.security["encryption_key"] if settings else "")
+
+    def _seal(self, body: Any, values: dict[str, Any], creating: bool) -> dict[str, Any]:
+        """Check an mTLS pair given in this request, then seal the secrets this request set."""
+        given = {f.column for f in FIELDS if isinstance(body, dict) and f.json in body}
+        if creating or given & {"mtls_cert", "mtls_key"}:
+            if values["mtls_cert"] and values["mtls_key"]:
+                check_pair(values["mtls_cert"], values["mtls_key"])
+        sealed = dict(values)
+        for column in SEALED:
+            if (creating or column in given) and values[column] is not None:
+                sealed[column] = self.box.seal(values[column])
+        return sealed
 
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
         values = _parse(body, None)
+        sealed = self._seal(body, values, creating=True)
         endpoint_id = uuid.uuid4()
         row = await self.pool.fetchrow(
             q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
-            *[values[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
-        return endpoint_json(row, include_secret=True)
+            *[sealed[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
+        return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]}, include_secret=True)
 
     async def _get_row(self, who: Principal, endpoint_id: str) -> asyncpg.Record:
         try:
@@ -207,7 +227,7 @@ class EndpointService:
 
     async def update(self, who: Principal, endpoint_id: str, body: Any) -> dict[str, Any]:
         current = await self._get_row(who, endpoint_id)
-        values = _parse(body, dict(current))
+        values = self._seal(body, _parse(body, dict(current)), creating=False)
         row = await self.pool.fetchrow(q("update_endpoint"), current["id"], who.client_id,
                                        *[values[c] for c in UPDATE_COLUMNS])
         if row is None:

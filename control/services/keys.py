@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from control.crypto import SecretBox
 from control.errors import Unauthorized
 from control.policy.signing import generate_secret
 from control.services.principal import Principal
@@ -44,9 +45,14 @@ class CreatedKey:
                 "createdAt": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-async def create_client(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record:
-    """A new tenant with its own secret for signing direct deliveries."""
-    return await conn.fetchrow(q("insert_client"), uuid.uuid4(), name, generate_secret())
+async def create_client(conn: asyncpg.Connection | asyncpg.Pool, name: str,
+                        box: SecretBox | None = None) -> dict[str, Any]:
+    """A new tenant with its own secret for signing direct deliveries (sealed at rest when a
+    SecretBox is given; the plaintext is returned once, here)."""
+    secret = generate_secret()
+    stored = box.seal(secret) if box is not None else secret
+    row = await conn.fetchrow(q("insert_client"), uuid.uuid4(), name, stored)
+    return {**dict(row), "signing_secret": secret}
 
 
 async def create_key(conn: asyncpg.Connection | asyncpg.Pool, client_id: uuid.UUID, name: str,

@@ -41,7 +41,7 @@ WITH lease AS (
       AND t.next_attempt_at <= now() + make_interval(secs => $5)
       AND (t.endpoint_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM endpoints ep
-            WHERE ep.id = t.endpoint_id AND (ep.status = 'paused' OR ep.delivery_mode <> 'push')))
+            WHERE ep.id = t.endpoint_id AND (ep.status = 'paused' OR ep.delivery_mode <> 'push' OR ep.fifo)))
     ORDER BY t.priority, t.next_attempt_at
     LIMIT $6
     FOR UPDATE OF t SKIP LOCKED
@@ -49,6 +49,29 @@ WITH lease AS (
 UPDATE tasks t SET claim_epoch = $2,
     status = CASE WHEN t.next_attempt_at <= now() THEN 'delivering' ELSE t.status END,
     updated_at = now()
+FROM due, events e, clients c
+WHERE t.id = due.id AND e.id = t.event_id AND c.id = t.client_id
+RETURNING t.id, t.event_id, t.client_id, t.endpoint_id, t.partition, t.seq, t.attempts, t.max_attempts,
+          t.priority, t.next_attempt_at, e.destination, e.event_type, e.payload, e.headers, e.project_id,
+          c.signing_secret AS client_secret;
+
+-- name: claim_fifo_tasks
+-- FIFO endpoints: all their pending work in creation order, whatever its due time, so that a
+-- shard's FIFO gate always sees a key's head before the tasks behind it.
+WITH lease AS (
+    SELECT 1 FROM shard_leases WHERE slot = $1 AND epoch = $2 AND expires_at > now()
+), due AS (
+    SELECT t.id FROM endpoints ep
+    JOIN tasks t ON t.endpoint_id = ep.id
+    WHERE EXISTS (SELECT 1 FROM lease)
+      AND ep.fifo AND ep.deleted_at IS NULL AND ep.status = 'active' AND ep.delivery_mode = 'push'
+      AND ep.partition >= $3 AND ep.partition < $4
+      AND t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
+    ORDER BY t.seq
+    LIMIT $5
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE tasks t SET claim_epoch = $2, updated_at = now()
 FROM due, events e, clients c
 WHERE t.id = due.id AND e.id = t.event_id AND c.id = t.client_id
 RETURNING t.id, t.event_id, t.client_id, t.endpoint_id, t.partition, t.seq, t.attempts, t.max_attempts,
