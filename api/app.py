@@ -46,8 +46,8 @@ def create_app(settings: Settings | None = None) -> Application:
         log.exception("unhandled error", extra={"path": request.path})
         return json_response({"error": "internal server error", "code": "INTERNAL"}, 500)
 
-    app.exceptions_handlers[ApiError] = on_api_error  # type: ignore[assignment]
-    app.exceptions_handlers[Exception] = on_error  # type: ignore[assignment]
+    app.exceptions_handlers[ApiError] = on_api_error
+    app.exceptions_handlers[Exception] = on_error
 
     async def start(application: Application) -> None:
         db = settings.database

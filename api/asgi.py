@@ -1,9 +1,8 @@
 """ASGI entry point for the API server processes (`granian ... api.asgi:app`)."""
 
+from api.app import create_app
 from control.logs import setup_logging
 from control.settings import load_settings
-
-from api.app import create_app
 
 _settings = load_settings()
 setup_logging(_settings.log["level"], role="api")

@@ -32,7 +32,8 @@ class ApiContext:
         """One instance per worker of any service built as `cls(pool, partitions, settings)`."""
         found = self._services.get(cls)
         if found is None:
-            found = self._services[cls] = cls(self.pool, self.partitions, self.settings)  # type: ignore[call-arg]
+            make: Any = cls
+            found = self._services[cls] = make(self.pool, self.partitions, self.settings)
         return found  # type: ignore[no-any-return]
 
     async def principal(self, request: Request) -> Principal:

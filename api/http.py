@@ -39,7 +39,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"body: larger than the {limit}-byte limit")
         return bytes(preset.body)
     data = bytearray()
-    async for chunk in request.stream():
+    async for chunk in request.stream():  # type: ignore[attr-defined]
         data += chunk
         if len(data) > limit:
             raise PayloadTooLarge(f"body: larger than the {limit}-byte limit")

@@ -76,7 +76,7 @@ class SecretBox:
         try:
             raw = base64.urlsafe_b64decode(stored[len(PREFIX):])
             return self._aead.decrypt(raw[:12], raw[12:], None).decode()
-        except Exception as exc:  # noqa: BLE001 - any failure means wrong key or tampering
+        except Exception as exc:
             raise CryptoError("stored secret cannot be decrypted with the configured key") from exc
 
     def seal_optional(self, plaintext: str | None) -> str | None:

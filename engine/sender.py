@@ -3,7 +3,6 @@ classification of what came back into the attempt's outcome."""
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
 import ssl
@@ -118,7 +117,7 @@ class Sender:
                     status, raw.decode("utf-8", "replace"), "" if category is None else f"HTTP {status}",
                     category, "success" if category is None else "failure", status == 410,
                     resp.headers.get("Retry-After"), sent, done)
-        except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             return SendResult(None, "", f"timed out after {timeout_ms} ms", "timeout", "timeout", False,
                               None, sent, time.perf_counter_ns())
         except aiohttp.ClientConnectorError as exc:

@@ -21,9 +21,9 @@ from typing import Any
 
 import asyncpg
 
+from control.crypto import box_for
 from control.logs import setup_logging
 from control.policy.partitioning import shard_ranges, target_key
-from control.crypto import box_for
 from control.policy.signing import sign_v1, standard_webhook_headers
 from control.settings import Settings, load_settings
 from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
@@ -181,7 +181,7 @@ class Shard:
             try:
                 conn = await asyncpg.connect(self.settings.database_url)
                 closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c: closed.set())
+                conn.add_termination_listener(lambda _c, ev=closed: ev.set())
                 await conn.add_listener(WORK_CHANNEL, self._on_work)
                 await conn.add_listener(ENDPOINT_CHANNEL, self._on_endpoint)
                 self._claim_now.set()          # anything announced while we were away

@@ -75,13 +75,13 @@ class EmbeddedPostgres:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
+        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
         if self._user is not None:
-            kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
+            return subprocess.run(  # noqa: S603
+                args, check=False, capture_output=True, text=True, timeout=timeout, cwd="/", env=env,
+                user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
         return subprocess.run(  # noqa: S603
-            args, check=False, capture_output=True, text=True, timeout=timeout, cwd="/",
-            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}, **kwargs,  # type: ignore[arg-type]
-        )
+            args, check=False, capture_output=True, text=True, timeout=timeout, cwd="/", env=env)
 
     def _chown(self, path: Path) -> None:
         if self._user is not None:
@@ -99,17 +99,17 @@ class EmbeddedPostgres:
         target = Path("/var/lib/mittr") / f"pginstall-{stamp}"
         if not (target / ".complete").exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(target.parent, 0o755)
+            os.chmod(target.parent, 0o755)  # noqa: S103 - the system user must read the binaries
             tmp = target.with_name(target.name + f".tmp{os.getpid()}")
             shutil.copytree(BIN_DIR.parent, tmp, symlinks=True)
             for root, dirs, files in os.walk(tmp):
                 for d in dirs:
-                    os.chmod(os.path.join(root, d), 0o755)
+                    os.chmod(os.path.join(root, d), 0o755)  # noqa: S103
                 for f in files:
                     p = os.path.join(root, f)
                     if not os.path.islink(p):
                         os.chmod(p, os.stat(p).st_mode | 0o444)
-            os.chmod(tmp, 0o755)
+            os.chmod(tmp, 0o755)  # noqa: S103
             (tmp / ".complete").write_text(str(BIN_DIR))
             try:
                 tmp.rename(target)

@@ -12,10 +12,12 @@ from tests.support.sink import Sink
 
 
 @pytest.fixture(scope="module")
-async def server(pg_admin_url: str, template_db: str) -> AsyncIterator[MittrServer]:
-    """One real `mittr serve` (2 shards) per test module, on its own fresh database."""
+async def server(request: pytest.FixtureRequest, pg_admin_url: str, template_db: str) -> AsyncIterator[MittrServer]:
+    """One real `mittr serve` per test module, on its own fresh database. A module may set
+    SERVER_SHARDS (default 2) and SERVER_ENV (extra environment) to shape it."""
     name = await _create_db(pg_admin_url, template_db)
-    srv = MittrServer(with_database(pg_admin_url, name))
+    srv = MittrServer(with_database(pg_admin_url, name), shards=getattr(request.module, "SERVER_SHARDS", 2),
+                      env_overrides=dict(getattr(request.module, "SERVER_ENV", {})))
     await srv.start()
     try:
         yield srv

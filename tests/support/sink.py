@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,9 +18,11 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float            # time.time() on receipt
+    peer_cert: dict[str, object] | None = None   # the client certificate, on a TLS sink that asks for one
 
 
-Script = Callable[[int], int]   # n-th request to a path (1-based) -> status to answer
+# n-th request to a path (1-based) -> status, or (status, headers, seconds to wait before answering)
+Script = Callable[[int], "int | tuple[int, dict[str, str], float]"]
 
 
 @dataclass
@@ -28,16 +31,30 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, Script] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    answered: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    ssl_context: ssl.SSLContext | None = None
     port: int = 0
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
+    _bodies: list[bytes] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def script(self, path: str, fn: Script) -> None:
         self.scripts[path] = fn
+
+    def script_body(self, path: str, fn: Callable[[int, bytes], int | tuple[int, dict[str, str], float]]) -> None:
+        """Answer by the n-th request carrying this exact body (e.g. fail one event, not the path)."""
+        seen: dict[bytes, int] = defaultdict(int)
+        bodies = self._bodies
+
+        def by_body(_n: int) -> int | tuple[int, dict[str, str], float]:
+            body = bodies[-1]
+            seen[body] += 1
+            return fn(seen[body], body)
+        self.scripts[path] = by_body
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
@@ -45,13 +62,19 @@ class Sink:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.counts[request.path] += 1
+        self._bodies.append(body)
         n = self.counts[request.path]
-        self.received.append(Received(request.path, dict(request.headers), body, time.time()))
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        self.received.append(Received(request.path, dict(request.headers), body, time.time(), peer))
         assert self._arrived is not None
         async with self._arrived:
             self._arrived.notify_all()
-        status = self.scripts.get(request.path, lambda _n: 200)(n)
-        return web.Response(status=status, text="OK" if status < 400 else "nope")
+        answer = self.scripts.get(request.path, lambda _n: 200)(n)
+        status, headers, wait = (answer, {}, 0.0) if isinstance(answer, int) else answer
+        if wait:
+            await asyncio.sleep(wait)
+        self.answered[request.path] += 1
+        return web.Response(status=status, text="OK" if status < 400 else "nope", headers=headers)
 
     async def start(self) -> Sink:
         self._arrived = asyncio.Condition()
@@ -59,7 +82,7 @@ class Sink:
         app.router.add_route("POST", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         assert server is not None

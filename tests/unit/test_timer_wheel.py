@@ -161,7 +161,7 @@ _ops = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    start=st.integers(-10**6, 10**6),
+    start=st.integers(-(10**6), 10**6),
     tick=st.integers(1, 20),
     slots=st.integers(2, 8),
     levels=st.integers(1, 3),

@@ -1,0 +1,175 @@
+"""The shard's in-memory scheduler, driven with synthetic time: no I/O, no sleeping."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.dispatch import Dispatcher, Target
+from engine.model import EndpointConfig, Task
+from engine.policy.ssrf import AddressPolicy
+
+T0 = 1_700_000_000_000
+
+
+def cfg(**over: Any) -> EndpointConfig:
+    base: dict[str, Any] = dict(
+        id=uuid.uuid4(), url="https://x.example.com", active=True, deleted=False, version=1, timeout_ms=1000,
+        custom_headers={}, signing_secret="s" * 10, retry_backoff_ms=1000, retry_backoff_max=60000,
+        retry_backoff_mult=2.0, rate_limit_per_sec=0, circuit_threshold=0, circuit_reset_ms=1000,
+        circuit_state="closed", circuit_opened_at_ms=None, fifo=False, fifo_partition_key=None,
+        delivery_mode="push", policy=AddressPolicy(), mtls_cert=None, mtls_key=None, standard_webhooks=False,
+        sw_ed25519_private=None)
+    base.update(over)
+    return EndpointConfig(**base)
+
+
+_seq = iter(range(1, 10**9))
+
+
+def task(target: Target, priority: int = 5, due: int = T0, fifo_key: str = "") -> Task:
+    return Task(id=uuid.uuid4(), event_id=uuid.uuid4(), client_id=uuid.uuid4(), project_id=None,
+                endpoint_id=target.endpoint_id, partition=0, seq=next(_seq), attempts=0, max_attempts=5,
+                priority=priority, due_ms=due, destination=None, event_type="e", payload=b"{}", headers={},
+                client_secret="x", target=target.key, fifo_key=fifo_key)
+
+
+def endpoint(d: Dispatcher, **over: Any) -> Target:
+    c = cfg(**over)
+    t = d.target(str(c.id), c.id)
+    d.configure(t, c, T0)
+    return t
+
+
+def test_round_robin_interleaves_targets() -> None:
+    d = Dispatcher(T0, max_in_flight=1000, max_per_target=1000)
+    a, b = endpoint(d), endpoint(d)
+    for _ in range(3):
+        d.add(a, task(a), T0)
+    for _ in range(3):
+        d.add(b, task(b), T0)
+    order = [t.key for t, _ in d.take(T0)]
+    assert order == [a.key, b.key] * 3
+
+
+def test_throttled_endpoint_does_not_slow_others() -> None:
+    d = Dispatcher(T0, max_in_flight=1000, max_per_target=1000)
+    slow = endpoint(d, rate_limit_per_sec=1)
+    fast = endpoint(d)
+    for _ in range(50):
+        d.add(slow, task(slow), T0)
+        d.add(fast, task(fast), T0)
+    sent = d.take(T0)
+    assert sum(1 for t, _ in sent if t is fast) == 50
+    assert sum(1 for t, _ in sent if t is slow) == 1, "1/s with a burst of 1"
+    assert slow.throttled > 0
+    assert d.take(T0 + 500) == [], "nothing more until the bucket refills"
+    d.advance(T0 + 1000)
+    later = d.take(T0 + 1000)
+    assert [t for t, _ in later] == [slow], "the wheel wakes the throttled endpoint after its refill"
+
+
+def test_priority_one_goes_first() -> None:
+    d = Dispatcher(T0, 1000, 1)
+    ep = endpoint(d)
+    low = [task(ep, priority=10) for _ in range(3)]
+    high = [task(ep, priority=1) for _ in range(3)]
+    for t in low + high:
+        d.add(ep, t, T0)
+    order = []
+    for _ in range(6):
+        [(target, t)] = d.take(T0)
+        order.append(t)
+        d.finish(target, t, "delivered", True, T0)
+    assert order == high + low
+
+
+def test_delayed_task_waits_for_its_time() -> None:
+    d = Dispatcher(T0, 10, 10)
+    ep = endpoint(d)
+    later = task(ep, due=T0 + 3000)
+    d.add(ep, later, T0)
+    assert d.take(T0) == []
+    d.advance(T0 + 2990)
+    assert d.take(T0 + 2990) == []
+    d.advance(T0 + 3000)
+    assert [t for _, t in d.take(T0 + 3000)] == [later]
+
+
+def test_breaker_opens_holds_then_probes_once() -> None:
+    d = Dispatcher(T0, 100, 1)
+    ep = endpoint(d, circuit_threshold=3, circuit_reset_ms=5000)
+    tasks = [task(ep) for _ in range(10)]
+    for t in tasks:
+        d.add(ep, t, T0)
+    changed = []
+    for _ in range(3):
+        [(target, t)] = d.take(T0)
+        changed.append(d.finish(target, t, "retry", True, T0, retry_at_ms=T0 + 60_000, keep=True))
+    assert changed == [False, False, True] and ep.breaker is not None and ep.breaker.state.value == "open"
+    sent_while_open = [x for _ in range(10) for x in d.take(T0 + 100)]
+    assert sent_while_open == [], "open: nothing is sent"
+    d.advance(T0 + 5000)
+    probes = [x for _ in range(10) for x in d.take(T0 + 5000)]
+    assert len(probes) == 1, "half-open: exactly one probe"
+    target, probe = probes[0]
+    assert d.finish(target, probe, "delivered", True, T0 + 5001) is True
+    assert ep.breaker.state.value == "closed"
+    assert len([x for _ in range(10) for x in d.take(T0 + 5002)]) >= 1
+
+
+def test_fifo_orders_per_key_and_failing_head_blocks_only_its_key() -> None:
+    d = Dispatcher(T0, 100, 100)
+    ep = endpoint(d, fifo=True, fifo_partition_key="$.data.k")
+    a = [task(ep, fifo_key="A") for _ in range(3)]
+    b = [task(ep, fifo_key="B") for _ in range(3)]
+    for t in reversed(a + b):   # arrival order must not matter
+        d.add(ep, t, T0)
+    first = {t.id for _, t in d.take(T0)}
+    assert first == {a[0].id, b[0].id}, "one in flight per key, heads first"
+    d.finish(ep, a[0], "retry", True, T0, retry_at_ms=T0 + 10_000, keep=True)
+    d.finish(ep, b[0], "delivered", True, T0)
+    nxt = [t for _, t in d.take(T0 + 1)]
+    assert nxt == [b[1]], "A is blocked by its failing head; B carries on"
+    d.finish(ep, b[1], "delivered", True, T0 + 2)
+    assert [t for _, t in d.take(T0 + 3)] == [b[2]]
+    d.advance(T0 + 10_000)
+    assert [t for _, t in d.take(T0 + 10_000)] == [a[0]], "the head itself is retried first"
+    d.finish(ep, a[0], "delivered", True, T0 + 10_001)
+    assert [t for _, t in d.take(T0 + 10_002)] == [a[1]]
+
+
+def test_paused_endpoint_sends_nothing_and_gives_work_back() -> None:
+    d = Dispatcher(T0, 100, 100)
+    ep = endpoint(d)
+    held = [task(ep) for _ in range(4)]
+    for t in held:
+        d.add(ep, t, T0)
+    d.configure(ep, cfg(id=ep.endpoint_id, active=False), T0)
+    assert d.take(T0) == []
+    assert {t.id for t in d.drop_idle(ep)} == {t.id for t in held}
+    assert d.buffered == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=st.integers(1, 50), steps=st.lists(st.integers(0, 250), min_size=20, max_size=120))
+def test_bucket_never_exceeds_rate_in_any_window(rate: int, steps: list[int]) -> None:
+    d = Dispatcher(T0, 10_000, 10_000)
+    ep = endpoint(d, rate_limit_per_sec=rate)
+    for _ in range(2000):
+        d.add(ep, task(ep), T0)
+    now = T0
+    sent_at: list[int] = []
+    for step in steps:
+        now += step
+        d.advance(now)
+        for target, t in d.take(now):
+            sent_at.append(now)
+            d.finish(target, t, "delivered", True, now)
+    burst = max(1, -(-rate // 10))
+    for i, start in enumerate(sent_at):
+        in_window = sum(1 for x in sent_at[i:] if x < start + 1000)
+        assert in_window <= rate + burst, (rate, in_window)
