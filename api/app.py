@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from blacksheep import Application, Request, Response
+import asyncpg
+from blacksheep import Application, Content, Request, Response
 from blacksheep.server.routing import Router
 
 import api.handlers  # noqa: F401 - registers every route
 from api.context import ApiContext, set_ctx
+from api.docs_page import DOCS_HTML
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
+from api.observability import close as close_observability
+from api.observability import install as install_observability
 from api.routes import openapi_document
 from api.routing import ROUTES
 from control.errors import ApiError, NotFound
@@ -19,6 +23,9 @@ from control.settings import Settings, load_settings
 from control.store.db import create_pool, partitions_of
 
 log = logging.getLogger("mittr.api")
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                 asyncpg.AdminShutdownError, asyncpg.InterfaceError)
+DOCS_PAGE = DOCS_HTML.encode()
 
 
 async def _not_found(request: Request) -> Response:
@@ -36,13 +43,23 @@ def create_app(settings: Settings | None = None) -> Application:
     async def openapi_json(request: Request) -> Response:
         return json_response(openapi)
 
+    async def docs(request: Request) -> Response:
+        return Response(200, [(b"Cache-Control", b"no-cache")], Content(b"text/html; charset=utf-8", DOCS_PAGE))
+
     app.router.add("GET", "/openapi.json", openapi_json)
+    app.router.add("GET", "/docs", docs)
     app.router.fallback = _not_found
+    install_observability(app)   # request ids and logs, the stats WebSocket, /metrics
 
     async def on_api_error(application: Application, request: Request, exc: ApiError) -> Response:
         return error_response(exc)
 
     async def on_error(application: Application, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DATABASE_DOWN):
+            # Nothing was accepted; the client may retry with the same idempotency key.
+            log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
+            return json_response({"error": "database unavailable, retry shortly", "code": "UNAVAILABLE"}, 503,
+                                 {"Retry-After": "1"})
         log.exception("unhandled error", extra={"path": request.path})
         return json_response({"error": "internal server error", "code": "INTERNAL"}, 500)
 
@@ -58,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Application:
     async def stop(application: Application) -> None:
         current = set_ctx(None)
         if current is not None:
+            await close_observability(current)
             await current.pool.close()
 
     app.on_start += start

@@ -26,21 +26,43 @@ class Route:
     query: tuple[tuple[str, dict[str, Any]], ...] = ()
     headers: tuple[tuple[str, bool], ...] = ()  # (name, required)
     responses: dict[int, str] = field(default_factory=dict)
+    response: dict[str, Any] | None = None    # JSON schema of the success body (None: any object)
 
 
 @dataclass
 class RouteTable:
     routes: list[Route] = field(default_factory=list)
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, method: str, path: str, summary: str, tag: str, scope: str | None, status: int = 200,
             body: dict[str, Any] | None = None, query: tuple[tuple[str, dict[str, Any]], ...] = (),
             headers: tuple[tuple[str, bool], ...] = (),
-            responses: dict[int, str] | None = None) -> Callable[[Handler], Handler]:
+            responses: dict[int, str] | None = None,
+            response: dict[str, Any] | None = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             self.routes.append(Route(method, path, fn, summary, tag, scope, status, body, query, headers,
-                                     responses or {}))
+                                     responses or {}, response))
             return fn
         return register
+
+    def component(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """Name a schema in the document's components; returns the `$ref` to use in its place."""
+        if self.schemas.get(name, schema) != schema:
+            raise ValueError(f"schema {name!r} registered twice with different content")
+        self.schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def list_of(item: dict[str, Any]) -> dict[str, Any]:
+    """The guide's list shape: `{data: [...], pagination: {hasMore, cursor}}`."""
+    return {"type": "object", "required": ["data", "pagination"], "properties": {
+        "data": {"type": "array", "items": item},
+        "pagination": {"type": "object", "required": ["hasMore", "cursor"], "properties": {
+            "hasMore": {"type": "boolean"}, "cursor": nullable({"type": "string"})}}}}
 
 
 ERROR_SCHEMA = {
@@ -49,8 +71,46 @@ ERROR_SCHEMA = {
     "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
 }
 _PARAM = re.compile(r"\{([^}]+)\}")
-_ERROR_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 403: "Scope missing",
-               404: "Not found", 409: "Conflict", 413: "Body too large", 429: "Rate limited"}
+_ERROR_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 402: "Monthly message quota exceeded",
+               403: "Scope missing", 404: "Not found", 409: "Conflict",
+               413: "Body larger than api.max_body_bytes", 429: "Rate limited (see Retry-After)"}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {"description": "Requests per second allowed for this API key",
+                          "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in the current window",
+                              "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Unix time (seconds) when the allowance is full again",
+                          "schema": {"type": "integer"}},
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _responses(r: Route) -> dict[str, Any]:
+    limited = r.scope is not None
+    success: dict[str, Any] = {"description": "Success"}
+    if r.status != 204:
+        success["content"] = {"application/json": {"schema": r.response or {"type": "object"}}}
+    if limited:
+        success["headers"] = _RATE_HEADERS
+    out: dict[str, Any] = {str(r.status): success}
+    codes = set(r.responses) | {400}
+    if limited:
+        codes |= {401, 403, 404, 429}     # 404 also answers an unknown X-Project-ID
+    if r.body is not None:
+        codes.add(413)
+    if _PARAM.search(r.path):
+        codes.add(404)
+    for code in sorted(codes):
+        text = _ERROR_TEXT.get(code, "Error")
+        if code == 404 and limited:
+            text = "Not found (also: unknown X-Project-ID)"
+        entry: dict[str, Any] = {"description": r.responses.get(code, text),
+                                 "content": {"application/json": {"schema": _ERROR_REF}}}
+        if limited and code != 401:
+            entry["headers"] = {**_RATE_HEADERS, **(_RETRY_AFTER if code == 429 else {})}
+        out[str(code)] = entry
+    return out
 
 
 def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
@@ -62,24 +122,13 @@ def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
         params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in r.query]
         params += [{"name": n, "in": "header", "required": req, "schema": {"type": "string"}}
                    for n, req in r.headers]
-        responses: dict[str, Any] = {
-            str(r.status): {"description": "Success",
-                            "content": {"application/json": {"schema": {"type": "object"}}}}
-            if r.status != 204 else {"description": "No content"}}
-        codes = set(r.responses) | {400}
-        if r.scope is not None:
-            codes |= {401, 403, 429}
-        if _PARAM.search(r.path):
-            codes.add(404)
-        for code in sorted(codes):
-            responses[str(code)] = {
-                "description": r.responses.get(code, _ERROR_TEXT.get(code, "Error")),
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         op: dict[str, Any] = {"summary": r.summary, "tags": [r.tag], "parameters": params,
-                              "responses": responses,
+                              "responses": _responses(r),
                               "operationId": f"{r.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', r.path)}"}
         if r.scope is None:
             op["security"] = []
+        else:
+            op["description"] = f"Requires the `{r.scope}` scope."
         if r.body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": r.body}}}
@@ -87,10 +136,11 @@ def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "Mittr API", "version": version,
-                 "description": "Self-hosted webhook delivery. Errors are {error, code}."},
+                 "description": "Self-hosted webhook delivery. Errors are {error, code}. Every response to "
+                                "an authenticated request carries X-RateLimit-Limit/Remaining/Reset."},
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, **table.schemas},
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "mittr_session"},
@@ -100,4 +150,4 @@ def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["Request", "Route", "RouteTable", "openapi_document"]
+__all__ = ["Request", "Route", "RouteTable", "list_of", "nullable", "openapi_document"]

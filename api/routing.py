@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,8 +10,11 @@ from blacksheep import Request, Response
 
 from api.context import ctx
 from api.routes import RouteTable
+from control.errors import ApiError, RateLimited
 from control.services.principal import Principal
+from control.services.ratelimit import ApiRateLimiter
 
+log = logging.getLogger("mittr.api")
 ROUTES = RouteTable()
 PAGE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("limit", {"type": "integer", "minimum": 1, "maximum": 100}), ("cursor", {"type": "string"}))
@@ -19,14 +23,32 @@ Authed = Callable[[Request, Principal], Awaitable[Response]]
 
 
 def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Response]]]:
-    """Authenticate, check the scope, then call the handler with the caller's Principal."""
+    """Authenticate, take one request from the key's rate limit, check the scope, then call the
+    handler with the caller's Principal. Every response after authentication, success or error,
+    carries the X-RateLimit-* headers; an exhausted key gets 429 RATE_LIMITED with Retry-After."""
     def wrap(fn: Authed) -> Callable[[Request], Awaitable[Response]]:
         # No functools.wraps: BlackSheep binds parameters from the signature it sees, and the
         # wrapped handler's `who` must not look like a body parameter.
         async def handler(request: Request) -> Response:
-            who = await ctx().principal(request)
-            who.require(scope)
-            return await fn(request, who)
+            c = ctx()
+            who = await c.principal(request)
+            verdict = c.service(ApiRateLimiter).take(who.key_id or who.client_id, who.rate_limit)
+            limits = verdict.headers() if verdict is not None else {}
+            try:
+                if verdict is not None and not verdict.allowed:
+                    raise RateLimited(f"rate limit of {verdict.limit} requests per second exceeded",
+                                      headers={"Retry-After": str(verdict.retry_after)})
+                who.require(scope)
+                response = await fn(request, who)
+            except ApiError as exc:
+                exc.headers = {**limits, **exc.headers}
+                raise
+            except Exception as exc:
+                log.exception("unhandled error", extra={"path": request.path})
+                raise ApiError("internal server error", code="INTERNAL", status=500, headers=limits) from exc
+            for name, value in limits.items():
+                response.add_header(name.encode(), value.encode())
+            return response
         handler.__name__ = fn.__name__
         handler.__doc__ = fn.__doc__
         return handler

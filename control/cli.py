@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = open_database(settings)
     try:
         first = asyncio.run(_prepare(settings, db.url))
-        sup = Supervisor(child_env(db.url, args.config))
+        sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
         sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
         owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         api = sup.add("api", api_argv(host, port, workers))
@@ -99,7 +100,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     asyncio.run(_prepare(settings, db.url))
     host = args.host or settings.server["host"]
     port = args.port or int(settings.server["port"])
-    sup = Supervisor(child_env(db.url, args.config))
+    sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
     sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
     sup.add("api", api_argv(host, port, args.workers or int(settings.server["workers"]) or 1))
     return _run_until_signal(sup, settings)
@@ -117,11 +118,21 @@ def cmd_engine(args: argparse.Namespace) -> int:
         raise SystemExit("mittr: --first + --shards must not exceed --total")
     total = args.total or shards
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-    sup = Supervisor(child_env(db.url, args.config))
+    sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
     sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
     for i in range(args.first, args.first + shards):
         sup.add(f"shard-{i}", shard_argv(i, total, owner))
     return _run_until_signal(sup, settings)
+
+
+def _metrics_dir(settings: Settings) -> str:
+    """The Prometheus multiprocess directory all children share; a temporary one goes at exit."""
+    from control.metrics import prepare_multiproc_dir, remove_multiproc_dir
+
+    path, made = prepare_multiproc_dir(str(settings.section("metrics")["multiproc_dir"]))
+    if made:
+        atexit.register(remove_multiproc_dir, path)
+    return path
 
 
 def _external_db(settings: Settings) -> Database:

@@ -15,7 +15,8 @@ def iso(ts: datetime | None) -> str | None:
     """RFC 3339 in UTC with a Z, to the second, as in the guide's examples."""
     if ts is None:
         return None
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = ts.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.strftime('%m-%dT%H:%M:%S')}Z"   # %Y does not pad years before 1000
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:

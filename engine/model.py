@@ -40,6 +40,7 @@ class EndpointConfig:
     mtls_key: str | None
     standard_webhooks: bool
     sw_ed25519_private: str | None
+    transformation: str | None = None
 
     @classmethod
     def from_row(cls, row: Any, allow_private: bool) -> EndpointConfig:
@@ -56,7 +57,7 @@ class EndpointConfig:
             delivery_mode=row["delivery_mode"],
             policy=AddressPolicy.build(allow_private, row["allowed_cidrs"] or (), row["blocked_cidrs"] or ()),
             mtls_cert=row["mtls_cert"], mtls_key=row["mtls_key"], standard_webhooks=row["standard_webhooks"],
-            sw_ed25519_private=row["sw_ed25519_private"],
+            sw_ed25519_private=row["sw_ed25519_private"], transformation=row["transformation"],
         )
 
 

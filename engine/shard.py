@@ -20,11 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from control.crypto import box_for
 from control.logs import setup_logging
 from control.policy.partitioning import shard_ranges, target_key
 from control.policy.signing import sign_v1, standard_webhook_headers
+from control.policy.transform import TransformRunner
 from control.settings import Settings, load_settings
 from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
 from control.store.db import create_pool, partitions_of
@@ -35,11 +37,13 @@ from engine.policy.backoff import backoff_delay_ms, parse_retry_after
 from engine.policy.breaker import CircuitBreaker
 from engine.policy.ssrf import AddressPolicy
 from engine.sender import Senders, SendResult
+from engine.stats import EndpointLimiterStats, ShardStats, limiter_stats, report_loop
 from engine.writer import OutcomeWriter
 
 log = logging.getLogger("mittr.engine.shard")
 USER_AGENT = "Mittr-Webhooks/0.1"
 RETRY_AFTER_STATUSES = (429, 503)
+ORPHAN_SWEEP_S = 60.0
 
 
 class LeaseLost(RuntimeError):
@@ -64,6 +68,8 @@ class Shard:
         self.lease_ttl = float(eng["lease_ttl_s"])
         self.lease_renew = float(eng["lease_renew_s"])
         self.box = box_for(settings.security["encryption_key"])
+        self.transforms = TransformRunner(int(eng["transform_time_limit_ms"]), int(eng["transform_memory_mb"]) * 2**20,
+                                          int(eng["transform_max_contexts"]))
         self.epoch = 0
         self.slot = ""
         self.lo = self.hi = 0
@@ -71,6 +77,7 @@ class Shard:
         self.endpoints: dict[uuid.UUID, EndpointConfig] = {}
         self.stopping = False
         self._lease_lost = False
+        self._orphans_suspected = False
         self._wake = asyncio.Event()
         self._claim_now = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
@@ -96,9 +103,10 @@ class Shard:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        workers = [asyncio.create_task(c) for c in (
-            self.writer.run(), self._listen(), self._claim_loop(), self._lease_loop(),
-            self._housekeeping())]
+        workers = [asyncio.create_task(self._guarded(name, fn)) for name, fn in (
+            ("writer", self.writer.run), ("listener", self._listen), ("claimer", self._claim_loop),
+            ("lease", self._lease_loop), ("housekeeping", self._housekeeping),
+            ("stats", lambda: report_loop(self.pool, self._stats_snapshot, lambda: self.stopping)))]
         code = 0
         try:
             await self._dispatch_loop()
@@ -118,6 +126,21 @@ class Shard:
         await self.pool.close()
         log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
         return code
+
+    async def _guarded(self, name: str, loop_fn: Any) -> None:
+        """Keep a background loop alive: an unexpected error is logged and the loop restarted, so a
+        surprise from a driver during an outage cannot silently stop claiming or recording."""
+        while True:
+            try:
+                await loop_fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background loop failed; restarting it", extra={"loop": name, "shard": self.index})
+                if self.stopping and name != "writer":
+                    return
+                await asyncio.sleep(0.5)
 
     def request_stop(self) -> None:
         self.stopping = True
@@ -244,23 +267,41 @@ class Shard:
 
     # -- claiming ----------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
+        last_sweep = time.monotonic()
         while not self.stopping:
             try:
                 await asyncio.wait_for(self._claim_now.wait(), timeout=self.scan_interval)
             except TimeoutError:
                 pass
             self._claim_now.clear()
+            if self._orphans_suspected or time.monotonic() - last_sweep > ORPHAN_SWEEP_S:
+                try:
+                    await self._release_orphans()
+                    self._orphans_suspected = False
+                    last_sweep = time.monotonic()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    log.warning("orphan sweep failed", extra={"error": str(exc)})
+                    continue
             for query in ("claim_fifo_tasks", "claim_tasks"):
                 while not self.stopping and self.dispatcher.buffered < self.max_buffered:
                     room = min(self.claim_batch, self.max_buffered - self.dispatcher.buffered)
                     try:
                         got = await self._claim_once(query, room)
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                        # The claim may have committed before the connection broke: sweep next time.
+                        self._orphans_suspected = True
                         log.warning("claim failed", extra={"error": str(exc)})
                         await asyncio.sleep(0.5)
                         break
                     if got < room:
                         break
+
+    async def _release_orphans(self) -> None:
+        """Runs between claims (never during one): what this epoch claimed is either in memory or
+        waiting in the writer; anything else was stranded by a lost reply and goes back."""
+        known = {t for target in self.dispatcher.targets.values() for t in target.held}
+        known.update(o.task.id for o in self.writer.pending)
+        await self.pool.execute(q("release_orphans"), self.lo, self.hi, self.epoch, list(known))
 
     async def _claim_once(self, query: str, limit: int) -> int:
         if query == "claim_fifo_tasks":
@@ -312,10 +353,28 @@ class Shard:
                 except TimeoutError:
                     pass
 
-    def _request(self, task: Task, cfg: EndpointConfig | None) -> tuple[str, dict[str, str], int, AddressPolicy]:
+    def _transform(self, task: Task, cfg: EndpointConfig) -> tuple[bytes, dict[str, str], str] | SendResult:
+        """Run the endpoint's transformation: what to send instead, or why nothing is sent."""
+        assert cfg.transformation is not None
+        base_headers = {**cfg.custom_headers, **task.headers}
+        webhook: dict[str, object] = {"payload": orjson.Fragment(task.payload), "headers": base_headers,
+                                      "url": cfg.url, "eventType": task.event_type, "eventId": str(task.event_id)}
+        result = self.transforms.apply(f"{cfg.id}:{cfg.version}", cfg.transformation, webhook)
+        now = time.perf_counter_ns()
+        if result.error is not None:
+            return SendResult(None, "", result.error, "transform", "failure", False, None, now, now)
+        if result.cancelled:
+            return SendResult(None, "", "cancelled by transformation", "cancelled", "failure", True, None, now, now)
+        return (result.payload if result.payload is not None else task.payload,
+                result.headers if result.headers is not None else base_headers,
+                result.url or cfg.url)
+
+    def _request(self, task: Task, cfg: EndpointConfig | None, body: bytes, url: str | None,
+                 base_headers: dict[str, str] | None) -> tuple[str, dict[str, str], int, AddressPolicy]:
         if cfg is not None:
-            url, secret, timeout, policy = cfg.url, cfg.signing_secret, cfg.timeout_ms, cfg.policy
-            headers = {**cfg.custom_headers, **task.headers}
+            secret, timeout, policy = cfg.signing_secret, cfg.timeout_ms, cfg.policy
+            url = url or cfg.url
+            headers = dict(base_headers) if base_headers is not None else {**cfg.custom_headers, **task.headers}
         else:
             assert task.destination is not None
             url, secret, policy = task.destination, task.client_secret, self.direct_policy
@@ -324,35 +383,48 @@ class Shard:
         now_s = int(time.time())
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = USER_AGENT
-        headers["X-Mittr-Signature"] = sign_v1(secret.encode(), task.payload)
+        headers["X-Mittr-Signature"] = sign_v1(secret.encode(), body)
         headers["X-Mittr-Timestamp"] = str(now_s)
         headers["X-Mittr-Event-ID"] = str(task.event_id)
         headers["X-Mittr-Attempt"] = str(task.attempts + 1)
         if cfg is not None and cfg.standard_webhooks:
             headers.update(standard_webhook_headers(
-                f"msg_{task.event_id.hex}", now_s, task.payload, secret,
-                ed25519_key(cfg.sw_ed25519_private)))
+                f"msg_{task.event_id.hex}", now_s, body, secret, ed25519_key(cfg.sw_ed25519_private)))
         return url, headers, timeout, policy
 
     async def _deliver(self, target: Target, task: Task, taken_ns: int) -> None:
         cfg = target.cfg
         attempted_at = datetime.now(UTC)
-        url, headers, timeout, policy = self._request(task, cfg)
-        ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
-        prep_ns = time.perf_counter_ns() - taken_ns
-        result = await self.senders.for_policy(policy).send(url, task.payload, headers, timeout, policy, ssl_ctx)
+        body, url, base = task.payload, None, None
+        shaped = self._transform(task, cfg) if cfg is not None and cfg.transformation else None
+        if isinstance(shaped, SendResult):
+            result = shaped
+            prep_ns = time.perf_counter_ns() - taken_ns
+        else:
+            if shaped is not None:
+                body, base, url = shaped
+            url, headers, timeout, policy = self._request(task, cfg, body, url, base)
+            ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
+            prep_ns = time.perf_counter_ns() - taken_ns
+            result = await self.senders.for_policy(policy).send(url, body, headers, timeout, policy, ssl_ctx)
         outcome = self._outcome(task, cfg, target.gate is not None, result, attempted_at, prep_ns)
         self.writer.add(outcome)
         how: Finish = "delivered" if outcome.new_status == "delivered" else (
             "retry" if outcome.new_status == "failed" else "final")
         retry_at = int(outcome.next_attempt_at.timestamp() * 1000) if how == "retry" else None
-        changed = self.dispatcher.finish(target, task, how, result.category != "blocked", now_ms(), retry_at,
-                                         outcome.keep_claim)
+        counts = result.category not in ("blocked", "transform", "cancelled")
+        changed = self.dispatcher.finish(target, task, how, counts, now_ms(), retry_at, outcome.keep_claim)
         if changed and target.breaker is not None and target.endpoint_id is not None:
             self._spawn(self._persist_breaker(target.endpoint_id, target.breaker))
         if self.dispatcher.buffered < self.max_buffered // 2:
             self._claim_now.set()
         self._wake.set()
+
+    def _stats_snapshot(self) -> tuple[ShardStats, list[EndpointLimiterStats]]:
+        d = self.dispatcher
+        return (ShardStats(self.index, self.lo, self.hi, self.owner, self.epoch, d.buffered, d.in_flight,
+                           self.delivered),
+                limiter_stats(d.targets.values(), now_ms() / 1000))
 
     async def _persist_breaker(self, endpoint_id: uuid.UUID, breaker: CircuitBreaker) -> None:
         opened = breaker.opened_at_ms

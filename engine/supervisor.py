@@ -15,6 +15,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from control.metrics import MULTIPROC_ENV, forget_process
+
 log = logging.getLogger("mittr.supervisor")
 
 
@@ -64,6 +66,7 @@ class Supervisor:
                 continue
             if child.next_start == 0.0:
                 code = child.proc.returncode if child.proc else None
+                self._forget_metrics(child)
                 lived = now - child.started_at
                 child.backoff = 0.5 if lived > 30 else min(child.backoff * 2, 10.0)
                 child.next_start = now + (0.0 if lived > 30 else child.backoff)
@@ -73,6 +76,12 @@ class Supervisor:
                 child.next_start = 0.0
                 child.restarts += 1
                 child.start(self.env)
+
+    def _forget_metrics(self, child: Child) -> None:
+        """A dead child's live Prometheus gauges must not be summed any more."""
+        path = self.env.get(MULTIPROC_ENV)
+        if path and child.proc is not None:
+            forget_process(child.proc.pid, path)
 
     def stop_all(self, timeout: float) -> None:
         for child in reversed(self.children):
@@ -96,7 +105,7 @@ def shard_argv(index: int, count: int, owner: str) -> list[str]:
 
 def api_argv(host: str, port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port),
-            "--workers", str(workers), "--loop", "uvloop", "--no-ws", "--log-level", "warning",
+            "--workers", str(workers), "--loop", "uvloop", "--ws", "--log-level", "warning",
             "--no-access-log", "--respawn-failed-workers", "api.asgi:app"]
 
 
@@ -115,9 +124,11 @@ def wait_http_ok(url: str, timeout: float, child: Child | None = None) -> bool:
     return False
 
 
-def child_env(database_url: str, config_file: str | None) -> dict[str, str]:
+def child_env(database_url: str, config_file: str | None, metrics_dir: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url
     if config_file:
         env["MITTR_CONFIG"] = os.path.abspath(config_file)
+    if metrics_dir:
+        env[MULTIPROC_ENV] = metrics_dir   # every child writes its Prometheus files there
     return env

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import asyncpg
 
+from control import metrics
+from control.services import rollups
 from control.store.queries import q
 from engine.model import Outcome
 
@@ -29,6 +31,11 @@ ATTEMPT_COLUMNS = [
 
 def _clean(text: str) -> str:
     return text.replace("\x00", "\ufffd")
+
+
+def _fact(o: Outcome) -> rollups.AttemptFact:
+    return rollups.AttemptFact(o.task.client_id, o.task.project_id, o.task.endpoint_id, o.attempted_at,
+                               o.outcome, o.error_category, o.duration_ms, o.new_status)
 
 
 class OutcomeWriter:
@@ -109,20 +116,23 @@ class OutcomeWriter:
                     await conn.copy_records_to_table("delivery_attempts", records=records,
                                                      columns=ATTEMPT_COLUMNS)
                     await conn.execute(q("rollup_events"), list({r["event_id"] for r in rows}))
+                    # Analytics rollups, last so that their rows stay locked only until the commit.
+                    await rollups.apply(conn, rollups.aggregate(_fact(o) for o in batch if o.task.id in matched))
             if releases:
                 await conn.execute(q("release_tasks"), releases, epoch)
+        metrics.observe_attempts((o.outcome, o.duration_ms, o.overhead_us) for o in batch if o.task.id in matched)
         del self.pending[: len(batch)]
         del self.releases[: len(releases)]
         self.flushed_total += len(batch)
         if self.on_flushed is not None and batch:
             self.on_flushed(batch, matched)
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, within: float) -> bool:
         """Flush everything (called on shutdown); False if Postgres did not take it in time."""
         self._stopping = True
         self._wake.set()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (self.pending or self.releases) and loop.time() < deadline:
+        deadline = loop.time() + within
+        while (self.pending or self.releases) and loop.time() < deadline:  # noqa: ASYNC110 - run() flushes
             await asyncio.sleep(0.01)
         return not (self.pending or self.releases)

@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -22,23 +23,28 @@ os.environ.setdefault("MITTR_SECURITY__ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1mb3I
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url() -> Iterator[str]:
-    """A server URL we may CREATE DATABASE on."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        yield external
+def embedded_pg() -> Iterator[Any]:
+    """The session's embedded PostgreSQL (None when DATABASE_URL points at a server of yours)."""
+    if os.environ.get("DATABASE_URL"):
+        yield None
         return
     from control.store.pgserver import EmbeddedPostgres
 
     base = tempfile.mkdtemp(prefix="mittr-test-pg-")
-    os.chmod(base, 0o755)  # as root, the postgres system user must reach its data directory
+    os.chmod(base, 0o755)
     pg = EmbeddedPostgres(Path(base) / "pgdata")
     pg.start()
     try:
-        yield pg.url
+        yield pg
     finally:
         pg.stop(mode="immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(embedded_pg: Any) -> str:
+    """A server URL we may CREATE DATABASE on."""
+    return str(embedded_pg.url) if embedded_pg is not None else os.environ["DATABASE_URL"]
 
 
 @pytest.fixture(scope="session")

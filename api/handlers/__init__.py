@@ -1,5 +1,27 @@
 """Route handlers, one module per family of the API guide. Importing a module registers its routes."""
 
-from api.handlers import endpoint_security, endpoints, events, system
+from api.handlers import (
+    analytics,
+    deliveries,
+    endpoint_security,
+    endpoints,
+    event_types,
+    events,
+    metrics,
+    poll,
+    stats,
+    system,
+)
 
-__all__ = ["endpoint_security", "endpoints", "events", "system"]
+__all__ = [
+    "analytics",
+    "deliveries",
+    "endpoint_security",
+    "endpoints",
+    "event_types",
+    "events",
+    "metrics",
+    "poll",
+    "stats",
+    "system",
+]

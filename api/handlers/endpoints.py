@@ -1,4 +1,4 @@
-"""Endpoints: create, list, get, update, delete, pause, resume."""
+"""Endpoints: create, list, get, update, delete, pause, resume, and their configuration versions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from blacksheep import Request, Response
 from api.context import ctx
 from api.http import empty_response, json_response, query_one, read_json
 from api.routing import PAGE, ROUTES, authed, route_id
+from control.services.endpoint_versions import EndpointVersionService
 from control.services.endpoints import EndpointService
 from control.services.principal import Principal
 from control.validate import limit_param
@@ -82,3 +83,41 @@ async def pause_endpoint(request: Request, who: Principal) -> Response:
 @authed("endpoints:write")
 async def resume_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await endpoints().set_status(who, route_id(request), "active"))
+
+
+def versions() -> EndpointVersionService:
+    return ctx().service(EndpointVersionService)
+
+
+# `/versions/diff` is declared before `/versions/{n}`; BlackSheep also tries routes with fewer
+# parameters first, and `n` must be an integer anyway.
+@ROUTES.add("GET", "/api/v1/endpoints/{id}/versions/diff", "Field-level diff of two versions", "endpoints",
+            "endpoints:read", query=(("v1", {"type": "integer", "minimum": 1}),
+                                     ("v2", {"type": "integer", "minimum": 1})))
+@authed("endpoints:read")
+async def diff_endpoint_versions(request: Request, who: Principal) -> Response:
+    out = await versions().diff(who, route_id(request), query_one(request, "v1"), query_one(request, "v2"))
+    return json_response(out)
+
+
+@ROUTES.add("GET", "/api/v1/endpoints/{id}/versions", "Configuration history, newest first", "endpoints",
+            "endpoints:read", query=PAGE)
+@authed("endpoints:read")
+async def list_endpoint_versions(request: Request, who: Principal) -> Response:
+    out = await versions().list(who, route_id(request), limit_param(query_one(request, "limit"), 20, 100),
+                                query_one(request, "cursor"))
+    return json_response(out)
+
+
+@ROUTES.add("GET", "/api/v1/endpoints/{id}/versions/{n}", "One version's configuration", "endpoints",
+            "endpoints:read")
+@authed("endpoints:read")
+async def get_endpoint_version(request: Request, who: Principal) -> Response:
+    return json_response(await versions().get(who, route_id(request), route_id(request, "n")))
+
+
+@ROUTES.add("POST", "/api/v1/endpoints/{id}/versions/{n}/rollback",
+            "Restore a version's configuration (makes a new version)", "endpoints", "endpoints:write")
+@authed("endpoints:write")
+async def rollback_endpoint(request: Request, who: Principal) -> Response:
+    return json_response(await versions().rollback(who, route_id(request), route_id(request, "n")))

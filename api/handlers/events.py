@@ -1,4 +1,4 @@
-"""Events: create, list, get, and the attempts of one event."""
+"""Events: create (one or a batch), list, get, edit, replay, batch retry, and the attempts of one event."""
 
 from __future__ import annotations
 
@@ -8,24 +8,93 @@ from blacksheep import Request, Response
 
 from api.context import ctx
 from api.http import header, json_response, query_one, read_json
+from api.routes import list_of, nullable
 from api.routing import PAGE, ROUTES, authed, route_id
-from control.services.events import EventService
+from control.services.batch import MAX_BATCH, BatchService
+from control.services.events import EVENT_STATUSES, MAX_ATTEMPTS_CAP, EventService
+from control.services.lifecycle import RETRY_LIMIT_MAX, LifecycleService
 from control.services.principal import Principal
 from control.validate import limit_param
 
+HEADERS_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
 EVENT_BODY: dict[str, Any] = {"type": "object", "required": ["payload"], "properties": {
     "destination": {"type": "string"}, "eventType": {"type": "string"}, "payload": {"type": "object"},
-    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+    "headers": HEADERS_SCHEMA,
     "maxAttempts": {"type": "integer", "minimum": 1}, "priority": {"type": "integer", "minimum": 1, "maximum": 10},
     "delaySeconds": {"type": "integer", "minimum": 0}}}
+BATCH_BODY: dict[str, Any] = {
+    "type": "object", "required": ["events"], "additionalProperties": False,
+    "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
+        "type": "object", "required": ["idempotencyKey", "destination", "payload"], "additionalProperties": False,
+        "properties": {"idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
+                       "destination": {"type": "string"}, "payload": {"type": "object"},
+                       "headers": HEADERS_SCHEMA, "maxAttempts": {"type": "integer", "minimum": 1}}}}}}
+EDIT_BODY: dict[str, Any] = {
+    "type": "object", "minProperties": 1, "additionalProperties": False,
+    "properties": {"destination": {"type": "string"}, "payload": {"type": "object"}, "headers": HEADERS_SCHEMA,
+                   "replay": {"type": "boolean"}}}
+RETRY_BODY: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"eventIds": {"type": "array", "minItems": 1, "maxItems": RETRY_LIMIT_MAX,
+                                "items": {"type": "string", "format": "uuid"}},
+                   "status": {"type": "string", "enum": ["failed", "dead"]},
+                   "endpointId": {"type": "string", "format": "uuid"},
+                   "limit": {"type": "integer", "minimum": 1, "maximum": RETRY_LIMIT_MAX}}}
+
+STATUS = {"type": "string", "enum": list(EVENT_STATUSES)}
+TIME = {"type": "string", "format": "date-time"}
+ATTEMPT = ROUTES.component("DeliveryAttempt", {
+    "type": "object",
+    "required": ["id", "eventId", "endpointId", "attemptNumber", "statusCode", "responseBody", "error",
+                 "errorCategory", "outcome", "durationMs", "processingOverheadUs", "attemptedAt"],
+    "properties": {
+        "id": {"type": "string"}, "eventId": {"type": "string"}, "endpointId": nullable({"type": "string"}),
+        "attemptNumber": {"type": "integer"}, "statusCode": nullable({"type": "integer"}),
+        "responseBody": {"type": "string", "description": "the receiver's answer, truncated to "
+                                                          "engine.response_body_limit bytes (default 4096)"},
+        "error": {"type": "string"}, "errorCategory": nullable({"type": "string"}),
+        "outcome": {"type": "string", "enum": ["success", "failure", "timeout"]},
+        "durationMs": {"type": "integer"}, "processingOverheadUs": {"type": "integer"}, "attemptedAt": TIME}})
+_SUMMARY_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "idempotencyKey": {"type": "string"}, "destination": nullable({"type": "string"}),
+    "eventType": nullable({"type": "string"}), "status": STATUS, "attempts": {"type": "integer"},
+    "maxAttempts": {"type": "integer", "maximum": MAX_ATTEMPTS_CAP}, "priority": {"type": "integer"},
+    "createdAt": TIME}
+EVENT_SUMMARY = ROUTES.component("EventSummary", {
+    "type": "object", "required": list(_SUMMARY_PROPS),
+    "properties": {**_SUMMARY_PROPS, "deliveredAt": nullable(TIME)}})
+EVENT_CREATED = ROUTES.component("EventCreated", {
+    "type": "object", "required": list(_SUMMARY_PROPS),
+    "properties": {**_SUMMARY_PROPS, "delaySeconds": {"type": "integer"}}})
+EVENT = ROUTES.component("Event", {
+    "type": "object", "required": [*_SUMMARY_PROPS, "payload", "headers", "deliveryAttempts"],
+    "properties": {**_SUMMARY_PROPS, "deliveredAt": nullable(TIME), "updatedAt": TIME,
+                   "delaySeconds": {"type": "integer"}, "payload": {"type": "object"}, "headers": HEADERS_SCHEMA,
+                   "deliveryAttempts": {"type": "array", "items": ATTEMPT}}})
+BATCH_CREATED: dict[str, Any] = {
+    "type": "object", "required": ["events", "count"],
+    "properties": {"count": {"type": "integer"}, "events": {"type": "array", "items": {
+        "type": "object", "required": ["id", "status", "createdAt"],
+        "properties": {"id": {"type": "string"}, "status": STATUS, "createdAt": TIME}}}}}
+RETRIED: dict[str, Any] = {
+    "type": "object", "required": ["retried", "eventIds"],
+    "properties": {"retried": {"type": "integer"}, "eventIds": {"type": "array", "items": {"type": "string"}}}}
+EVENT_ATTEMPTS: dict[str, Any] = {
+    "type": "object", "required": ["deliveries", "count"],
+    "properties": {"deliveries": {"type": "array", "items": ATTEMPT}, "count": {"type": "integer"}}}
 
 
 def events() -> EventService:
     return ctx().service(EventService)
 
 
+def lifecycle() -> LifecycleService:
+    return ctx().service(LifecycleService)
+
+
 @ROUTES.add("POST", "/api/v1/events", "Create an event for delivery", "events", "events:write", 201,
-            body=EVENT_BODY, headers=(("X-Idempotency-Key", True),), responses={409: "Duplicate key"})
+            body=EVENT_BODY, headers=(("X-Idempotency-Key", True),), response=EVENT_CREATED,
+            responses={402: "Monthly message quota exceeded", 409: "Duplicate idempotency key"})
 @authed("events:write")
 async def create_event(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
@@ -33,9 +102,27 @@ async def create_event(request: Request, who: Principal) -> Response:
     return json_response(out, 201)
 
 
+@ROUTES.add("POST", "/api/v1/events/batch", f"Create up to {MAX_BATCH} direct-delivery events at once",
+            "events", "events:write", 201, body=BATCH_BODY, response=BATCH_CREATED,
+            responses={400: "VALIDATION_ERROR or BATCH_TOO_LARGE; nothing stored",
+                       402: "Monthly message quota exceeded; nothing stored",
+                       409: "DUPLICATE_EVENT: an idempotency key exists or repeats; nothing stored"})
+@authed("events:write")
+async def create_batch(request: Request, who: Principal) -> Response:
+    body = await read_json(request, ctx().max_body)
+    return json_response(await ctx().service(BatchService).create(who, body), 201)
+
+
+@ROUTES.add("POST", "/api/v1/events/batch/retry", "Re-queue failed/dead events by ids, status or endpoint",
+            "events", "events:write", body=RETRY_BODY, response=RETRIED)
+@authed("events:write")
+async def retry_batch(request: Request, who: Principal) -> Response:
+    body = await read_json(request, ctx().max_body)
+    return json_response(await lifecycle().retry(who, body))
+
+
 @ROUTES.add("GET", "/api/v1/events", "List events", "events", "events:read",
-            query=(("status", {"type": "string",
-                               "enum": ["queued", "delivering", "delivered", "failed", "dead"]}), *PAGE))
+            query=(("status", STATUS), *PAGE), response=list_of(EVENT_SUMMARY))
 @authed("events:read")
 async def list_events(request: Request, who: Principal) -> Response:
     out = await events().list(who, query_one(request, "status"),
@@ -43,14 +130,31 @@ async def list_events(request: Request, who: Principal) -> Response:
     return json_response(out)
 
 
-@ROUTES.add("GET", "/api/v1/events/{id}", "Get an event with its delivery attempts", "events", "events:read")
+@ROUTES.add("GET", "/api/v1/events/{id}", "Get an event with its delivery attempts", "events", "events:read",
+            response=EVENT)
 @authed("events:read")
 async def get_event(request: Request, who: Principal) -> Response:
     return json_response(await events().get(who, route_id(request)))
 
 
+@ROUTES.add("PATCH", "/api/v1/events/{id}", "Edit a failed/dead event; optionally replay it", "events",
+            "events:write", body=EDIT_BODY, response=EVENT,
+            responses={409: "INVALID_STATE: the event is not failed or dead"})
+@authed("events:write")
+async def edit_event(request: Request, who: Principal) -> Response:
+    body = await read_json(request, ctx().max_body)
+    return json_response(await lifecycle().edit(who, route_id(request), body))
+
+
+@ROUTES.add("POST", "/api/v1/events/{id}/replay", "Re-queue a failed/dead event with reset attempts", "events",
+            "events:write", response=EVENT, responses={409: "INVALID_STATE: the event is not failed or dead"})
+@authed("events:write")
+async def replay_event(request: Request, who: Principal) -> Response:
+    return json_response(await lifecycle().replay(who, route_id(request)))
+
+
 @ROUTES.add("GET", "/api/v1/events/{id}/deliveries", "Every attempt for an event", "deliveries",
-            "events:read")
+            "events:read", response=EVENT_ATTEMPTS)
 @authed("events:read")
 async def event_deliveries(request: Request, who: Principal) -> Response:
     return json_response(await events().deliveries(who, route_id(request)))

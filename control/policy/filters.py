@@ -7,9 +7,12 @@ messages naming the offending entry, and matching never raises whatever the docu
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import orjson
 
 from control.policy.jsonpath import CompiledPath, compile_path
 
@@ -174,7 +177,23 @@ def _compile_condition(index: int, entry: object) -> Condition:
 
 
 def compile_filter(spec: object) -> CompiledFilter:
-    """Validate and compile a filter spec; raises FilterError naming the bad entry."""
+    """Validate and compile a filter spec; raises FilterError naming the bad entry.
+
+    Compiled filters are cached by the spec's JSON text, so fan-out compiles each distinct filter
+    once per process instead of once per event (an endpoint's new version has new text)."""
     if not isinstance(spec, list):
         raise FilterError(f"filter: expected a list of conditions, got {type(spec).__name__}")
+    try:
+        text = orjson.dumps(spec)
+    except TypeError:   # not JSON (a caller's own objects): compile without caching
+        return _compile(spec)
+    return _compile_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_text(text: bytes) -> CompiledFilter:
+    return _compile(orjson.loads(text))
+
+
+def _compile(spec: list[object]) -> CompiledFilter:
     return CompiledFilter(tuple(_compile_condition(i, entry) for i, entry in enumerate(spec)))

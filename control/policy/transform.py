@@ -36,7 +36,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 # handler (measured: ~20-40 ns per element, so a 2**32-long sparse array would run for minutes).
 _PRELUDE = """
 (() => {
-  const limit = %d;
+  const limit = MAX_ARRAY_LENGTH;
   const tooLong = (name) => {
     throw new RangeError(name + ": arrays longer than " + limit + " elements are not allowed");
   };
@@ -58,7 +58,7 @@ _PRELUDE = """
   guard(Array.prototype, natives);
   guard(Object.getPrototypeOf(Uint8Array.prototype), natives);
 })();
-""" % MAX_ARRAY_LENGTH
+""".replace("MAX_ARRAY_LENGTH", str(MAX_ARRAY_LENGTH))
 
 
 class TransformError(ValueError):
@@ -136,7 +136,11 @@ class TransformRunner:
         self._compiled.pop(key, None)
 
     def apply(self, key: str, code: str, webhook: dict[str, object]) -> TransformResult:
-        """Run `code`'s handler on `webhook` ({payload, headers, url, eventType, eventId})."""
+        """Run `code`'s handler on `webhook` ({payload, headers, url, eventType, eventId}).
+
+        `payload` may be the stored JSON bytes wrapped in `orjson.Fragment`, which skips parsing
+        them in Python: they go to the engine as they are. `headers` are the delivery's own headers
+        (custom and event headers); Mittr's signature headers are added after, over the result."""
         try:
             compiled = self._get(key, code)
         except TransformError as exc:

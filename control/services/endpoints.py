@@ -16,6 +16,7 @@ from control.policy.filters import FilterError, compile_filter
 from control.policy.jsonpath import compile_path
 from control.policy.partitioning import partition_for
 from control.policy.signing import generate_secret
+from control.policy.transform import TransformError, check_transformation
 from control.services.mtls import check_pair
 from control.services.principal import Principal
 from control.settings import Settings
@@ -42,9 +43,21 @@ def _filter(value: Any, name: str) -> Any:
         return None
     try:
         compile_filter(value)
-    except FilterError as exc:
-        raise BadRequest(f"{name}: {exc}") from exc
+    except FilterError as exc:   # its message already names the entry: `filter[2].operator: ...`
+        raise BadRequest(str(exc)) from exc
     return value
+
+
+def _transformation(value: Any, name: str) -> str | None:
+    """JavaScript defining `handler(webhook)`: compiled here so a broken one is refused up front."""
+    if value is None:
+        return None
+    text = str_field(value, name, max_len=65536)
+    try:
+        check_transformation(text)
+    except TransformError as exc:
+        raise BadRequest(f"{name}: {exc}") from exc
+    return text
 
 
 def _jsonpath(value: Any, name: str) -> str | None:
@@ -92,7 +105,7 @@ FIELDS: tuple[Field, ...] = (
           lambda v, n: str_list(v, n, max_items=100, max_len=256, allow_empty_list=False), lambda: None),
     Field("description", "description", lambda v, n: str_field(v, n, max_len=2000), lambda: ""),
     Field("filter", "filter", _filter, lambda: None),
-    Field("transformation", "transformation", _optional_str(65536), lambda: None),
+    Field("transformation", "transformation", _transformation, lambda: None),
     Field("fifo", "fifo", bool_field, lambda: False),
     Field("fifoPartitionKey", "fifo_partition_key", _jsonpath, lambda: None),
     Field("maxRetries", "max_retries", lambda v, n: int_field(v, n, 1, 25), lambda: 5),

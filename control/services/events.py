@@ -13,7 +13,9 @@ from control.errors import BadRequest, Conflict, NotFound
 from control.jsonfmt import decode_cursor, iso, page
 from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
+from control.services.event_types import validate_event_payload
 from control.services.principal import Principal
+from control.services.usage import count_accepted
 from control.settings import Settings
 from control.signalling import WORK_CHANNEL, work_payload
 from control.store.queries import q
@@ -24,7 +26,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_PRIORITY = 5
 MAX_DELAY_SECONDS = 30 * 86400
 EVENT_STATUSES = ("queued", "delivering", "delivered", "failed", "dead")
-EVENT_FIELDS = {"destination", "eventType", "payload", "headers", "maxAttempts", "priority", "delaySeconds"}
+EVENT_FIELDS = frozenset({"destination", "eventType", "payload", "headers", "maxAttempts", "priority",
+                          "delaySeconds"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,34 +51,36 @@ def idempotency_key(raw: str | None) -> str:
     return raw
 
 
-def parse_event(body: Any, key: str) -> NewEvent:
-    data = need_object(body)
-    unknown = sorted(set(data) - EVENT_FIELDS)
+def parse_event(body: Any, key: str, prefix: str = "",
+                allowed: frozenset[str] = EVENT_FIELDS) -> NewEvent:
+    """Validate one event body; `prefix` names where it sits (`events[2].` in a batch)."""
+    data = need_object(body, prefix.rstrip(".") or "body")
+    unknown = sorted(set(data) - allowed)
     if unknown:
-        raise BadRequest(f"{unknown[0]}: unknown field")
+        raise BadRequest(f"{prefix}{unknown[0]}: unknown field")
     destination = data.get("destination")
     event_type = data.get("eventType")
     if (destination is None) == (event_type is None):
-        raise BadRequest("destination: give either destination or eventType, not both")
+        raise BadRequest(f"{prefix}destination: give either destination or eventType, not both")
     if destination is not None:
-        destination = url_field(destination, "destination")
+        destination = url_field(destination, f"{prefix}destination")
     if event_type is not None:
-        event_type = str_field(event_type, "eventType", max_len=256, allow_empty=False)
+        event_type = str_field(event_type, f"{prefix}eventType", max_len=256, allow_empty=False)
     if "payload" not in data:
-        raise BadRequest("payload: required")
+        raise BadRequest(f"{prefix}payload: required")
     payload = data["payload"]
     if not isinstance(payload, dict):
-        raise BadRequest("payload: expected a JSON object")
-    headers = headers_field(data["headers"], "headers") if data.get("headers") is not None else {}
+        raise BadRequest(f"{prefix}payload: expected a JSON object")
+    headers = headers_field(data["headers"], f"{prefix}headers") if data.get("headers") is not None else {}
     max_attempts = None
     if data.get("maxAttempts") is not None:
-        max_attempts = min(int_field(data["maxAttempts"], "maxAttempts", 1), MAX_ATTEMPTS_CAP)
+        max_attempts = min(int_field(data["maxAttempts"], f"{prefix}maxAttempts", 1), MAX_ATTEMPTS_CAP)
     priority = DEFAULT_PRIORITY
     if data.get("priority") is not None:
-        priority = int_field(data["priority"], "priority", 1, 10)
+        priority = int_field(data["priority"], f"{prefix}priority", 1, 10)
     delay = 0
     if data.get("delaySeconds") is not None:
-        delay = int_field(data["delaySeconds"], "delaySeconds", 0, MAX_DELAY_SECONDS)
+        delay = int_field(data["delaySeconds"], f"{prefix}delaySeconds", 0, MAX_DELAY_SECONDS)
     return NewEvent(key, destination, event_type, orjson.dumps(payload), payload, headers, max_attempts,
                     priority, delay)
 
@@ -151,6 +156,7 @@ class EventService:
         ev = parse_event(body, idempotency_key(key))
         event_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
+            await validate_event_payload(conn, who, ev.event_type, ev.payload_obj)
             targets = await self._targets(conn, who, ev)
             status = "queued" if targets else "delivered"
             max_attempts = ev.max_attempts or (targets[0][2] if len(targets) == 1 else DEFAULT_MAX_ATTEMPTS)
@@ -168,6 +174,7 @@ class EventService:
                     float(ev.delay_seconds), [uuid.uuid4() for _ in targets], [t[0] for t in targets],
                     [t[1] for t in targets], [t[2] for t in targets])
                 await conn.execute(q("notify_work"), work_payload(t[1] for t in targets))
+            await count_accepted(conn, who.client_id, 1)   # last: holds the usage row until commit
         return created_json(event_id, ev, max_attempts, status, row["created_at"])
 
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:

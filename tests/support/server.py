@@ -51,7 +51,7 @@ class MittrServer:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "control.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--shards", str(self.shards), "--workers", "1",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True)
         ready = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(ready))
         try:
@@ -75,17 +75,30 @@ class MittrServer:
             ready.set_exception(RuntimeError("mittr serve exited:\n" + "\n".join(self.output[-50:])))
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        """SIGTERM asks the supervisor to drain; SIGKILL takes down its whole process group."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            if sig == signal.SIGKILL:
+                self.kill_group()
+            else:
+                self.proc.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.kill_group()
+                await self.proc.wait()
+        self.kill_group()   # nothing of ours may outlive the test (and hold the output pipe open)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
         return self.proc.returncode
+
+    def kill_group(self) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Api:

@@ -110,6 +110,15 @@ UPDATE tasks SET claim_epoch = NULL,
     updated_at = now()
 WHERE id = ANY($1::uuid[]) AND claim_epoch = $2;
 
+-- name: release_orphans
+-- Claims this epoch made that the shard does not hold (a claim that committed while its reply was
+-- lost to a dropped connection): give them back so they are claimed again, not stranded.
+UPDATE tasks SET claim_epoch = NULL,
+    status = CASE WHEN status = 'delivering' THEN CASE WHEN attempts = 0 THEN 'queued' ELSE 'failed' END
+                  ELSE status END,
+    updated_at = now()
+WHERE partition >= $1 AND partition < $2 AND claim_epoch = $3 AND NOT (id = ANY($4::uuid[]));
+
 -- name: set_circuit_state
 UPDATE endpoints SET circuit_state = $2, circuit_opened_at = $3 WHERE id = $1;
 

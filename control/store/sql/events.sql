@@ -41,3 +41,81 @@ SELECT id, event_id, endpoint_id, attempt_number, status_code, response_body, er
 FROM delivery_attempts
 WHERE event_id = $1 AND client_id = $2
 ORDER BY attempted_at, attempt_number, id;
+
+-- name: insert_event_batch
+-- A batch of direct events and their one task each, in one statement. Rows whose idempotency key
+-- already exists are skipped; the caller compares the count, rolls back and names the keys.
+WITH ev AS (
+    INSERT INTO events (id, client_id, project_id, idempotency_key, destination, payload, headers,
+                        max_attempts, priority, status, task_count)
+    SELECT u.id, $1, $2, u.key, u.destination, u.payload, u.headers::jsonb, u.max_attempts, $3, 'queued', 1
+    FROM unnest($4::uuid[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::int[])
+         AS u(id, key, destination, payload, headers, max_attempts)
+    ON CONFLICT (client_id, idempotency_key) DO NOTHING
+    RETURNING id, created_at
+), tk AS (
+    INSERT INTO tasks (id, event_id, client_id, partition, status, max_attempts, priority, next_attempt_at,
+                       created_at)
+    SELECT u.task_id, ev.id, $1, u.partition, 'queued', u.max_attempts, $3, ev.created_at, ev.created_at
+    FROM unnest($4::uuid[], $10::uuid[], $11::int[], $9::int[]) AS u(event_id, task_id, partition, max_attempts)
+    JOIN ev ON ev.id = u.event_id
+)
+SELECT id, created_at FROM ev;
+
+-- name: existing_event_keys
+-- Keys of a batch that other requests already stored ($3: the ids this batch was inserting).
+SELECT idempotency_key, id FROM events
+WHERE client_id = $1 AND idempotency_key = ANY($2::text[]) AND NOT (id = ANY($3::uuid[]));
+
+-- name: lock_event_tasks
+-- Lifecycle changes lock an event's tasks before the event row, in the order the engine's writer
+-- does (tasks, then the roll-up), so the two do not deadlock.
+SELECT t.id FROM tasks t
+WHERE t.event_id = $1 AND t.client_id = $2
+ORDER BY t.id
+FOR UPDATE;
+
+-- name: update_event_content
+UPDATE events SET destination = coalesce($2, destination), payload = coalesce($3, payload),
+    headers = coalesce($4, headers), updated_at = now()
+WHERE id = $1;
+
+-- name: move_direct_task
+UPDATE tasks SET partition = $2, updated_at = now() WHERE event_id = $1 AND endpoint_id IS NULL;
+
+-- name: requeue_tasks
+-- Failed and dead deliveries of failed/dead events go back to the queue with a fresh attempt budget,
+-- due now. Deliveries to a deleted endpoint stay dead. A shard's claim is dropped: an outcome it
+-- still reports for the old claim is fenced out.
+UPDATE tasks t SET status = 'queued', attempts = 0, next_attempt_at = now(), claim_epoch = NULL,
+    last_error = NULL, delivered_at = NULL, updated_at = now()
+FROM events e
+WHERE t.event_id = ANY($1::uuid[]) AND e.id = t.event_id AND e.client_id = $2
+  AND ($3::uuid IS NULL OR e.project_id = $3)
+  AND ($4::uuid IS NULL OR t.endpoint_id = $4)
+  AND e.status IN ('failed', 'dead') AND t.status IN ('failed', 'dead')
+  AND (t.endpoint_id IS NULL OR EXISTS (
+        SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL))
+RETURNING t.event_id, t.partition;
+
+-- name: retryable_events_by_status
+-- Oldest first; only events with at least one delivery requeue_tasks would take.
+SELECT e.id FROM events e
+WHERE e.client_id = $1 AND ($2::uuid IS NULL OR e.project_id = $2) AND e.status = $3
+  AND EXISTS (
+      SELECT 1 FROM tasks t
+      WHERE t.event_id = e.id AND t.status IN ('failed', 'dead')
+        AND (t.endpoint_id IS NULL OR EXISTS (
+              SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL)))
+ORDER BY e.created_at, e.id
+LIMIT $4;
+
+-- name: retryable_events_by_endpoint
+SELECT t.event_id AS id FROM tasks t
+JOIN events e ON e.id = t.event_id
+JOIN endpoints ep ON ep.id = t.endpoint_id
+WHERE t.endpoint_id = $1 AND t.client_id = $2 AND ep.client_id = $2 AND ep.deleted_at IS NULL
+  AND ($3::uuid IS NULL OR e.project_id = $3)
+  AND t.status = ANY($4::text[]) AND e.status IN ('failed', 'dead')
+ORDER BY t.created_at, t.id
+LIMIT $5;

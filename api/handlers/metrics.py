@@ -1,0 +1,78 @@
+"""Metrics: rate-limit figures (API keys and endpoints) and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+
+from blacksheep import Content, Request, Response
+
+from api.context import ctx
+from api.http import header, json_response
+from api.routes import nullable
+from api.routing import ROUTES, authed, route_id
+from control import metrics
+from control.errors import Unauthorized
+from control.services.principal import Principal
+from control.services.ratelimit import ApiRateLimiter
+from control.services.stats import KeyLimiterState, StatsService
+
+_TOKENS = nullable({"type": "number", "description": "tokens in the bucket now (null: unlimited or unknown)"})
+KEY_LIMIT = ROUTES.component("KeyRateLimit", {
+    "type": "object", "required": ["keyId", "name", "keyPrefix", "limitPerSec", "tokens", "throttled"],
+    "properties": {"keyId": {"type": "string"}, "name": {"type": "string"}, "keyPrefix": {"type": "string"},
+                   "limitPerSec": {"type": "integer", "description": "0 = unlimited"}, "tokens": _TOKENS,
+                   "throttled": nullable({"type": "integer"})}})
+ENDPOINT_LIMIT = ROUTES.component("EndpointRateLimit", {
+    "type": "object",
+    "required": ["endpointId", "url", "limitPerSec", "tokens", "throttled", "circuitState", "reportedAt"],
+    "properties": {"endpointId": {"type": "string"}, "url": {"type": "string"},
+                   "limitPerSec": {"type": "integer", "description": "rateLimitPerSec; 0 = unlimited"},
+                   "tokens": _TOKENS,
+                   "throttled": nullable({"type": "integer", "description": "sends made to wait, since the "
+                                                                            "shard started"}),
+                   "circuitState": {"type": "string", "enum": ["closed", "open", "half_open"]},
+                   "reportedAt": nullable({"type": "string", "format": "date-time"})}})
+RATE_LIMITS: dict[str, object] = {"type": "object", "required": ["apiKeys", "endpoints"], "properties": {
+    "apiKeys": {"type": "array", "items": KEY_LIMIT}, "endpoints": {"type": "array", "items": ENDPOINT_LIMIT}}}
+
+
+def stats() -> StatsService:
+    return ctx().service(StatsService)
+
+
+def key_limiter_state(key_id: uuid.UUID) -> KeyLimiterState | None:
+    """A key's bucket in this API worker's limiter, scaled to the whole key (each of the W workers
+    holds limit/W); None while this worker has not seen the key."""
+    limiter = ctx().service(ApiRateLimiter)
+    entry = limiter._buckets.get(key_id)   # no public accessor yet
+    if entry is None:
+        return None
+    limit, bucket = entry
+    return KeyLimiterState(round(min(float(limit), bucket.tokens(time.monotonic()) * limiter.workers), 3), None)
+
+
+@ROUTES.add("GET", "/api/v1/metrics/rate-limits", "Rate limits: configured, current tokens, throttled",
+            "metrics", "metrics:read", response=RATE_LIMITS)
+@authed("metrics:read")
+async def rate_limits(request: Request, who: Principal) -> Response:
+    return json_response(await stats().rate_limits(who, key_limiter_state))
+
+
+@ROUTES.add("GET", "/api/v1/metrics/rate-limits/endpoint/{id}", "Rate limit of one endpoint", "metrics",
+            "metrics:read", response=ENDPOINT_LIMIT)
+@authed("metrics:read")
+async def endpoint_rate_limit(request: Request, who: Principal) -> Response:
+    return json_response(await stats().endpoint_rate_limit(who, route_id(request)))
+
+
+async def prometheus(request: Request) -> Response:
+    """GET /metrics: Prometheus text exposition; with metrics.token set, only for `Bearer <token>`."""
+    token = str(ctx().settings.section("metrics")["token"])
+    if token:
+        given = header(request, b"authorization") or ""
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("missing or invalid metrics token", headers={"WWW-Authenticate": "Bearer"})
+    body = metrics.exposition(await stats().database_figures())
+    return Response(200, None, Content(metrics.CONTENT_TYPE.encode(), body))

@@ -1,0 +1,119 @@
+"""Batch ingest: up to 100 direct-delivery events stored all-or-nothing by one statement.
+
+The point of the batch is throughput, so per event there is only validation and serialisation in
+Python; the events and their tasks go to Postgres as arrays in one INSERT ... SELECT FROM unnest,
+followed by the usage count and a single NOTIFY naming the batch's distinct partitions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import orjson
+
+from control.errors import ApiError, BadRequest, Conflict, ValidationError
+from control.jsonfmt import iso
+from control.policy.partitioning import partition_for, target_key
+from control.services.events import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, EVENT_FIELDS, NewEvent, parse_event
+from control.services.principal import Principal
+from control.services.usage import count_accepted
+from control.settings import Settings
+from control.signalling import work_payload
+from control.store.queries import q
+from control.validate import str_field
+
+MAX_BATCH = 100
+ITEM_FIELDS = frozenset(EVENT_FIELDS | {"idempotencyKey"})
+
+
+def _item(raw: Any, index: int) -> NewEvent:
+    """One batch entry: a direct event with its own key, default priority and no delay."""
+    prefix = f"events[{index}]."
+    if not isinstance(raw, dict):
+        raise BadRequest(f"events[{index}]: expected a JSON object")
+    if raw.get("idempotencyKey") is None:
+        raise BadRequest(f"{prefix}idempotencyKey: required")
+    key = str_field(raw["idempotencyKey"], f"{prefix}idempotencyKey", max_len=255, allow_empty=False)
+    if raw.get("eventType") is not None:
+        raise BadRequest(f"{prefix}eventType: batch events are direct deliveries; "
+                         "send fan-out events with POST /api/v1/events")
+    if raw.get("destination") is None:
+        raise BadRequest(f"{prefix}destination: required")
+    ev = parse_event(raw, key, prefix, ITEM_FIELDS)
+    if ev.delay_seconds:
+        raise BadRequest(f"{prefix}delaySeconds: batch events cannot be scheduled")
+    if ev.priority != DEFAULT_PRIORITY:
+        raise BadRequest(f"{prefix}priority: batch events use the default priority {DEFAULT_PRIORITY}")
+    return ev
+
+
+def parse_batch(body: Any) -> list[NewEvent]:
+    """Validate the whole batch before touching the database; errors name the index and field."""
+    try:
+        if not isinstance(body, dict):
+            raise BadRequest("body: expected a JSON object")
+        unknown = sorted(set(body) - {"events"})
+        if unknown:
+            raise BadRequest(f"{unknown[0]}: unknown field")
+        items = body.get("events")
+        if not isinstance(items, list):
+            raise BadRequest("events: required, an array of events")
+        if not items:
+            raise BadRequest("events: must not be empty")
+        if len(items) > MAX_BATCH:
+            raise ApiError(f"events: at most {MAX_BATCH} events per batch, got {len(items)}",
+                           code="BATCH_TOO_LARGE", status=400)
+        events = [_item(raw, i) for i, raw in enumerate(items)]
+    except BadRequest as exc:
+        raise ValidationError(exc.message) from exc
+    repeated = sorted(k for k, n in Counter(ev.idempotency_key for ev in events).items() if n > 1)
+    if repeated:
+        raise Conflict(f"idempotency keys repeated within the batch: {', '.join(repeated)}",
+                       code="DUPLICATE_EVENT", extra={"duplicateKeys": repeated})
+    return events
+
+
+class BatchService:
+    def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
+        self.pool = pool
+        self.partitions = partitions
+
+    def _partitions(self, events: list[NewEvent]) -> list[int]:
+        """Each task's partition, exactly as a single create computes it (once per destination)."""
+        by_destination: dict[str, int] = {}
+        out = []
+        for ev in events:
+            assert ev.destination is not None
+            part = by_destination.get(ev.destination)
+            if part is None:
+                part = by_destination[ev.destination] = partition_for(target_key(None, ev.destination),
+                                                                      self.partitions)
+            out.append(part)
+        return out
+
+    async def create(self, who: Principal, body: Any) -> dict[str, Any]:
+        events = parse_batch(body)
+        n = len(events)
+        ids = [uuid.uuid4() for _ in range(n)]
+        parts = self._partitions(events)
+        keys = [ev.idempotency_key for ev in events]
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                q("insert_event_batch"), who.client_id, who.project_id, DEFAULT_PRIORITY, ids, keys,
+                [ev.destination for ev in events], [ev.payload for ev in events],
+                [orjson.dumps(ev.headers).decode() for ev in events],
+                [ev.max_attempts or DEFAULT_MAX_ATTEMPTS for ev in events],
+                [uuid.uuid4() for _ in range(n)], parts)
+            if len(rows) != n:
+                existing = await conn.fetch(q("existing_event_keys"), who.client_id, keys, ids)
+                taken = sorted(r["idempotency_key"] for r in existing)
+                raise Conflict(f"idempotency keys already used: {', '.join(taken)}; no event was stored",
+                               code="DUPLICATE_EVENT", extra={"duplicateKeys": taken})
+            await conn.execute(q("notify_work"), work_payload(parts))
+            await count_accepted(conn, who.client_id, n)   # last: holds the usage row until commit
+        created = {r["id"]: iso(r["created_at"]) for r in rows}
+        return {"events": [{"id": str(i), "status": "queued", "createdAt": created[i]} for i in ids],
+                "count": n}
