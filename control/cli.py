@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         first = asyncio.run(_prepare(settings, db.url))
         sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
         sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
+        sup.env["MITTR_SERVER__WORKERS"] = str(workers)   # the API divides per-key rate limits by it
         owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         api = sup.add("api", api_argv(host, port, workers))
         for i in range(shards):

@@ -110,6 +110,10 @@ class Dispatcher:
 
     # -- intake ---------------------------------------------------------------------------------------
     def add(self, target: Target, task: Task, now_ms: int) -> None:
+        old = target.held.get(task.id)
+        if old is not None:
+            self._refresh(target, old, task, now_ms)
+            return
         target.held[task.id] = task
         self.buffered += 1
         if target.gate is not None:
@@ -119,6 +123,23 @@ class Dispatcher:
             self._make_ready(target, task)
         else:
             task.timer = self.wheel.schedule(task.due_ms, task)
+
+    def _refresh(self, target: Target, old: Task, new: Task, now_ms: int) -> None:
+        """A task we already hold was claimed again (replayed or edited meanwhile): keep one copy,
+        with the new content and schedule. An attempt in flight finishes with what it sent."""
+        if old.in_flight:
+            return
+        old.attempts, old.max_attempts, old.priority = new.attempts, new.max_attempts, new.priority
+        old.payload, old.headers, old.destination = new.payload, new.headers, new.destination
+        old.due_ms = new.due_ms
+        if target.gate is not None or old.timer is None:
+            return          # already ready (or a FIFO head the gate and its release timer govern)
+        self.wheel.cancel(old.timer)
+        old.timer = None
+        if old.due_ms <= now_ms:
+            self._make_ready(target, old)
+        else:
+            old.timer = self.wheel.schedule(old.due_ms, old)
 
     def _make_ready(self, target: Target, task: Task) -> None:
         task.timer = None
@@ -134,7 +155,7 @@ class Dispatcher:
         for item in self.wheel.advance(now_ms):
             if isinstance(item, Task):
                 target = self.targets.get(item.target)
-                if target is not None and item.id in target.held:
+                if target is not None and target.held.get(item.id) is item:
                     self._make_ready(target, item)
             elif isinstance(item, Wake):
                 target = self.targets.get(item.target)

@@ -166,6 +166,10 @@ class LifecycleService:
             if edit.destination is not None:
                 part = partition_for(target_key(None, edit.destination), self.partitions)
                 await conn.execute(q("move_direct_task"), row["id"], part)
+            if edit.changes_content and not edit.replay:
+                released = await conn.fetch(q("release_event_claims"), row["id"])
+                if released:
+                    await conn.execute(q("notify_work"), work_payload(r["partition"] for r in released))
             if edit.replay and not await self._requeue(conn, who, [row["id"]]):
                 raise InvalidState("nothing to replay: the endpoints of its undelivered deliveries were deleted")
 

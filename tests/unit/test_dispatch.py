@@ -173,3 +173,24 @@ def test_bucket_never_exceeds_rate_in_any_window(rate: int, steps: list[int]) ->
     for i, start in enumerate(sent_at):
         in_window = sum(1 for x in sent_at[i:] if x < start + 1000)
         assert in_window <= rate + burst, (rate, in_window)
+
+
+def test_reclaimed_task_is_refreshed_not_duplicated() -> None:
+    d = Dispatcher(T0, 100, 100)
+    ep = endpoint(d)
+    t = task(ep)
+    d.add(ep, t, T0)
+    [(target, sent)] = d.take(T0)
+    d.finish(target, sent, "retry", True, T0, retry_at_ms=T0 + 60_000, keep=True)
+    assert d.buffered == 1
+    # replayed with new content: the same task id comes back from a claim, due now
+    again = Task(**{**{f: getattr(t, f) for f in t.__slots__}, "payload": b'{"v":2}', "attempts": 0,  # type: ignore[attr-defined]
+                    "due_ms": T0 + 1, "timer": None, "in_flight": False})
+    d.add(ep, again, T0 + 1)
+    assert d.buffered == 1
+    [(_, out)] = d.take(T0 + 1)
+    assert out is t and out.payload == b'{"v":2}' and out.attempts == 0
+    d.finish(ep, out, "delivered", True, T0 + 2)
+    d.advance(T0 + 60_000)
+    assert d.take(T0 + 60_000) == [], "the old retry timer was cancelled"
+    assert d.buffered == 0

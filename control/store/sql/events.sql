@@ -80,6 +80,13 @@ UPDATE events SET destination = coalesce($2, destination), payload = coalesce($3
     headers = coalesce($4, headers), updated_at = now()
 WHERE id = $1;
 
+-- name: release_event_claims
+-- An edited event's pending retries leave the shard that holds them, so that it claims them again
+-- with the new content (or, moved to another partition, another shard does).
+UPDATE tasks SET claim_epoch = NULL, updated_at = now()
+WHERE event_id = $1 AND status IN ('queued', 'failed') AND claim_epoch IS NOT NULL
+RETURNING partition;
+
 -- name: move_direct_task
 UPDATE tasks SET partition = $2, updated_at = now() WHERE event_id = $1 AND endpoint_id IS NULL;
 
@@ -88,7 +95,7 @@ UPDATE tasks SET partition = $2, updated_at = now() WHERE event_id = $1 AND endp
 -- due now. Deliveries to a deleted endpoint stay dead. A shard's claim is dropped: an outcome it
 -- still reports for the old claim is fenced out.
 UPDATE tasks t SET status = 'queued', attempts = 0, next_attempt_at = now(), claim_epoch = NULL,
-    last_error = NULL, delivered_at = NULL, updated_at = now()
+    last_error = NULL, delivered_at = NULL, poll_visible_at = NULL, poll_taken_at = NULL, updated_at = now()
 FROM events e
 WHERE t.event_id = ANY($1::uuid[]) AND e.id = t.event_id AND e.client_id = $2
   AND ($3::uuid IS NULL OR e.project_id = $3)
