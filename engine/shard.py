@@ -25,7 +25,7 @@ import orjson
 from control.crypto import box_for
 from control.logs import setup_logging
 from control.policy.partitioning import shard_ranges, target_key
-from control.policy.signing import sign_v1, standard_webhook_headers
+from control.policy.signing import standard_webhook_headers
 from control.policy.transform import TransformRunner
 from control.settings import Settings, load_settings
 from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
@@ -36,12 +36,11 @@ from engine.model import EndpointConfig, Outcome, Task, ed25519_key, fifo_key
 from engine.policy.backoff import backoff_delay_ms, parse_retry_after
 from engine.policy.breaker import CircuitBreaker
 from engine.policy.ssrf import AddressPolicy
-from engine.sender import Senders, SendResult
+from engine.sender import Senders, SendResult, delivery_headers
 from engine.stats import EndpointLimiterStats, ShardStats, limiter_stats, report_loop
 from engine.writer import OutcomeWriter
 
 log = logging.getLogger("mittr.engine.shard")
-USER_AGENT = "Mittr-Webhooks/0.1"
 RETRY_AFTER_STATUSES = (429, 503)
 ORPHAN_SWEEP_S = 60.0
 
@@ -381,12 +380,7 @@ class Shard:
             timeout = int(self.settings.engine["default_timeout_ms"])
             headers = dict(task.headers)
         now_s = int(time.time())
-        headers["Content-Type"] = "application/json"
-        headers["User-Agent"] = USER_AGENT
-        headers["X-Mittr-Signature"] = sign_v1(secret.encode(), body)
-        headers["X-Mittr-Timestamp"] = str(now_s)
-        headers["X-Mittr-Event-ID"] = str(task.event_id)
-        headers["X-Mittr-Attempt"] = str(task.attempts + 1)
+        delivery_headers(headers, secret, body, task.event_id, task.attempts + 1, now_s)
         if cfg is not None and cfg.standard_webhooks:
             headers.update(standard_webhook_headers(
                 f"msg_{task.event_id.hex}", now_s, body, secret, ed25519_key(cfg.sw_ed25519_private)))

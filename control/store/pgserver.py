@@ -49,6 +49,23 @@ def default_data_dir() -> Path:
     return Path(base) / "mittr" / "pgdata"
 
 
+def system_account(name: str) -> pwd.struct_passwd:
+    """The unprivileged account PostgreSQL runs as when we are root; made (a system account with no
+    home and no shell) when it does not exist yet. Nothing else on the machine is touched."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd")
+    if useradd is None:
+        raise EmbeddedPostgresError(
+            f"running as root needs an unprivileged account {name!r} for PostgreSQL; create it "
+            "or set database.system_user")
+    subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],  # noqa: S603
+                   check=True, capture_output=True)
+    return pwd.getpwnam(name)
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -57,7 +74,7 @@ class EmbeddedPostgres:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         self._as_root = os.geteuid() == 0
-        self._user = pwd.getpwnam(self.system_user) if self._as_root else None
+        self._user = system_account(self.system_user) if self._as_root else None
         self._bin = self._usable_bin_dir()
 
     # -- paths -------------------------------------------------------------------------------
