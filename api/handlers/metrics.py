@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 import uuid
 
 from blacksheep import Content, Request, Response
@@ -44,13 +43,12 @@ def stats() -> StatsService:
 
 def key_limiter_state(key_id: uuid.UUID) -> KeyLimiterState | None:
     """A key's bucket in this API worker's limiter, scaled to the whole key (each of the W workers
-    holds limit/W); None while this worker has not seen the key."""
-    limiter = ctx().service(ApiRateLimiter)
-    entry = limiter._buckets.get(key_id)   # no public accessor yet
-    if entry is None:
+    holds limit/W); None while this worker has not seen the key. Refusals are this worker's."""
+    state = ctx().service(ApiRateLimiter).state(key_id)
+    if state is None:
         return None
-    limit, bucket = entry
-    return KeyLimiterState(round(min(float(limit), bucket.tokens(time.monotonic()) * limiter.workers), 3), None)
+    tokens, refused = state
+    return KeyLimiterState(round(tokens, 3), refused)
 
 
 @ROUTES.add("GET", "/api/v1/metrics/rate-limits", "Rate limits: configured, current tokens, throttled",

@@ -44,6 +44,17 @@ class ApiRateLimiter:
         self.default_limit = int(settings.api["default_rate_limit"]) if settings else 0
         self.workers = api_workers(settings) if settings else 1
         self._buckets: dict[object, tuple[int, TokenBucket]] = {}
+        self._refused: dict[object, int] = {}
+
+    def state(self, key: object, now: float | None = None) -> tuple[float, int] | None:
+        """(tokens, requests refused) for a key as this worker sees it, scaled to the whole key;
+        None while this worker has not seen the key."""
+        entry = self._buckets.get(key)
+        if entry is None:
+            return None
+        limit, bucket = entry
+        now = time.monotonic() if now is None else now
+        return min(float(limit), bucket.tokens(now) * self.workers), self._refused.get(key, 0)
 
     def take(self, key: object, limit: int | None, now: float | None = None,
              wall: float | None = None) -> RateVerdict | None:
@@ -58,12 +69,15 @@ class ApiRateLimiter:
         if entry is None:
             if len(self._buckets) >= MAX_TRACKED_KEYS:
                 self._buckets.clear()
+                self._refused.clear()
             entry = self._buckets[key] = (per_second, TokenBucket(share, max(1.0, share), now))
         elif entry[0] != per_second:      # the key's limit was changed: keep what it had earned
             entry[1].set_rate(share, max(1.0, share), now)
             entry = self._buckets[key] = (per_second, entry[1])
         bucket = entry[1]
         allowed = bucket.try_take(now)
+        if not allowed:
+            self._refused[key] = self._refused.get(key, 0) + 1
         tokens = bucket.tokens(now)
         remaining = min(per_second, math.floor(tokens * self.workers))
         reset = math.ceil(wall + (bucket.burst - tokens) / bucket.rate)

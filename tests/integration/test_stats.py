@@ -135,3 +135,16 @@ def test_limiter_stats_report_limited_throttled_or_tripped_endpoints_only() -> N
     got = limiter_stats([limited, tripped, quiet, direct], now)
     assert got == [EndpointLimiterStats(limited.endpoint_id, 20, 2.0, 4, "closed"),  # type: ignore[arg-type]
                    EndpointLimiterStats(tripped.endpoint_id, 0, None, 0, "open")]  # type: ignore[arg-type]
+
+
+async def test_key_refusals_are_counted(app_client: Caller, pool: asyncpg.Pool) -> None:
+    from control.services.keys import create_key
+
+    tight = await create_key(pool, uuid.UUID(app_client.client_id), "tight", rate_limit=2)
+    codes = [(await app_client.call("GET", "/api/v1/events", key=tight.key))[0] for _ in range(6)]
+    refused = codes.count(429)
+    assert refused >= 3, codes
+    status, body, _ = await app_client.call("GET", "/api/v1/metrics/rate-limits")
+    assert status == 200
+    [mine] = [k for k in body["apiKeys"] if k["keyPrefix"] == tight.key[:8]]
+    assert mine["limitPerSec"] == 2 and mine["throttled"] == refused
