@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--json", action="store_true", help="print one JSON object")
     kc.set_defaults(func=cmd_keys_create)
 
+    # `mittr bench ...` is handed whole to bench.e2e (see main); listed here for `mittr --help`.
+    sub.add_parser("bench", help="end-to-end benchmark (same flags as python -m bench.e2e; --help for them)",
+                   add_help=False)
+
     d = sub.add_parser("db", help="database helpers")
     dsub = d.add_subparsers(dest="db_command", required=True)
     du = dsub.add_parser("url", help="start the embedded database if needed and print its URL")
@@ -269,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from bench.e2e import main as bench_main  # a thin front door: same flags, same output
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -3,14 +3,20 @@ classification of what came back into the attempt's outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import ipaddress
+import logging
 import os
+import socket
 import ssl
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import ResolveResult
@@ -18,6 +24,7 @@ from aiohttp.abc import ResolveResult
 from control.policy.signing import sign_v1
 from engine.policy.ssrf import AddressPolicy
 
+log = logging.getLogger("mittr.engine.sender")
 USER_AGENT = "Mittr-Webhooks/0.1"
 _POLICY: contextvars.ContextVar[AddressPolicy] = contextvars.ContextVar("mittr_address_policy")
 
@@ -102,7 +109,214 @@ def tls_context(ca_file: str = "") -> ssl.SSLContext:
     return ctx
 
 
+class _Exchange:
+    """One request on the fast path: its future, the connection carrying it, and its deadline."""
+
+    __slots__ = ("body_limit", "conn", "connecting", "fut", "on_done", "sent_ns", "timeout_ms", "timer")
+
+    def __init__(self, fut: asyncio.Future[SendResult], timeout_ms: int, body_limit: int,
+                 on_done: Callable[[SendResult], None] | None) -> None:
+        self.fut, self.timeout_ms, self.body_limit, self.on_done = fut, timeout_ms, body_limit, on_done
+        self.conn: _Conn | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.sent_ns = time.perf_counter_ns()
+
+    def done(self, result: SendResult) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.fut.done():
+            self.fut.set_result(result)
+            if self.on_done is not None:
+                try:
+                    self.on_done(result)   # at once, in the protocol callback: no wait for a task wake-up
+                except Exception:
+                    log.exception("recording a delivery outcome failed")
+
+    def fail(self, category: str, error: str, permanent: bool = False) -> None:
+        outcome = "timeout" if category == "timeout" else "failure"
+        self.done(SendResult(None, "", error, category, outcome, permanent, None, self.sent_ns,
+                             time.perf_counter_ns()))
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.fut.done():
+            return
+        self.fail("timeout", f"timed out after {self.timeout_ms} ms")
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.conn is not None:
+            self.conn.abort()
+
+
+class _Conn(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 connection that parses responses as they arrive (status line, headers,
+    Content-Length, chunked or until-close bodies) and hands the outcome straight to its exchange."""
+
+    def __init__(self, pool: list[tuple[float, _Conn]]) -> None:
+        self.pool = pool
+        self.transport: Any = None
+        self.buf = bytearray()
+        self.exchange: _Exchange | None = None
+        self.closed = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.head_done = False
+        self.length = -1            # -1 unknown, read until close
+        self.chunked = False
+        self.keep_alive = True
+        self.retry_after: str | None = None
+        self.body = bytearray()
+        self.kept = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def request(self, data: bytes, exchange: _Exchange) -> None:
+        self.exchange = exchange
+        exchange.conn = self
+        self._reset()
+        self.transport.write(data)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex, self.exchange = self.exchange, None
+        if ex is None:
+            return
+        if self.head_done and self.length == -1 and not self.chunked:
+            self._finish(ex)      # the body ran until the close
+        else:
+            ex.fail("other", f"ServerDisconnectedError: {exc or 'server disconnected'}")
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:            # nothing asked: a server talking out of turn is not reused
+            self.abort()
+            return
+        self.buf += data
+        try:
+            if self._parse():
+                self.exchange = None
+                self._finish(ex)
+        except ValueError as exc:
+            self.exchange = None
+            self.abort()
+            ex.fail("other", f"ClientResponseError: malformed response: {exc}")
+
+    def _keep(self, data: bytes | bytearray) -> None:
+        room = self.exchange.body_limit - self.kept if self.exchange is not None else 0
+        if room > 0:
+            self.body += data[:room]
+            self.kept += min(room, len(data))
+
+    def _parse(self) -> bool:
+        """Consume what has arrived; True once the whole response is in."""
+        buf = self.buf
+        while not self.head_done:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > 65536:
+                    raise ValueError("response head too large")
+                return False
+            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+            del buf[: end + 4]
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+                raise ValueError(f"bad status line {lines[0][:80]!r}")
+            status = int(parts[1])
+            if 100 <= status < 200:
+                continue          # interim response
+            self.status = status
+            self.keep_alive = parts[0] == "HTTP/1.1"
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                value = value.strip()
+                if name == "content-length":
+                    self.length = int(value)
+                elif name == "transfer-encoding":
+                    self.chunked = "chunked" in value.lower()
+                elif name == "connection":
+                    self.keep_alive = value.lower() != "close" and (self.keep_alive or value.lower() == "keep-alive")
+                elif name == "retry-after":
+                    self.retry_after = value
+            if status in (204, 304):
+                self.length, self.chunked = 0, False
+            if self.chunked:
+                self.length = -2
+            self.head_done = True
+        if self.chunked:
+            return self._parse_chunks()
+        if self.length < 0:
+            self._keep(buf)
+            buf.clear()
+            return False
+        if len(buf) < self.length:
+            return False
+        self._keep(buf[: self.length])
+        if len(buf) > self.length:
+            self.keep_alive = False     # stray bytes after the response: it counts, the connection goes
+        buf.clear()
+        return True
+
+    def _parse_chunks(self) -> bool:
+        buf = self.buf
+        while True:
+            if self.length == -2:                       # expecting a size line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return False
+                size = int(bytes(buf[:end]).split(b";")[0].strip() or b"x", 16)
+                del buf[: end + 2]
+                self.length = size if size else -3
+            if self.length == -3:                       # after the last chunk: trailers, blank line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return False
+                del buf[: end + 2]
+                if end == 0:
+                    if buf:
+                        self.keep_alive = False
+                        buf.clear()
+                    return True
+                continue
+            if len(buf) < self.length + 2:
+                return False
+            self._keep(buf[: self.length])
+            del buf[: self.length + 2]
+            self.length = -2
+
+    def _finish(self, ex: _Exchange) -> None:
+        status = self.status
+        category = category_for_status(status)
+        ex.done(SendResult(status, bytes(self.body).decode("utf-8", "replace"),
+                           "" if category is None else f"HTTP {status}", category,
+                           "success" if category is None else "failure", status == 410, self.retry_after,
+                           ex.sent_ns, time.perf_counter_ns()))
+        if self.keep_alive and not self.closed:
+            self.pool.append((time.monotonic(), self))
+        elif not self.closed:
+            self.abort()
+
+
+_FORBIDDEN_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection"))
+IDLE_S = 30.0
+
+
 class Sender:
+    """Posts deliveries. Plain http/https URLs take the fast path: a keep-alive pool of asyncio
+    protocol connections (the request is written synchronously when a connection is idle, and the
+    response parsed in the protocol callback), because aiohttp's per-request CPU cost is what bounds
+    a shard. Anything unusual (non-ASCII or userinfo URLs) goes through aiohttp. Both check every
+    resolved address against the SSRF policy at connect time."""
+
     def __init__(self, max_connections: int, body_limit: int, tls: ssl.SSLContext | None = None) -> None:
         self.body_limit = body_limit
         self.tls = tls or tls_context()
@@ -111,13 +325,166 @@ class Sender:
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
-        self._ssl_cache: dict[str, ssl.SSLContext] = {}
+        self._pools: dict[tuple[str, str, int, int], list[tuple[float, _Conn]]] = {}
+        self._urls: dict[str, tuple[str, str, int, str, bytes] | None] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._swept = time.monotonic()
 
     async def close(self) -> None:
+        for pool in self._pools.values():
+            for _, conn in pool:
+                conn.abort()
+        self._pools.clear()
         await self.session.close()
 
     async def send(self, url: str, body: bytes, headers: dict[str, str], timeout_ms: int,
                    policy: AddressPolicy, ssl_context: ssl.SSLContext | None = None) -> SendResult:
+        return await self.start(url, body, headers, timeout_ms, policy, ssl_context)
+
+    # -- fast path -----------------------------------------------------------------------------------
+    def _target(self, url: str) -> tuple[str, str, int, str, bytes] | None:
+        """(scheme, host, port, host header, request line) of a URL the fast path can take, cached."""
+        found = self._urls.get(url, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        out = None
+        if url.isascii() and not any(c in url for c in "\r\n\t @\\"):
+            parts = urlsplit(url)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme in ("http", "https") and parts.hostname and not parts.username:
+                default = 443 if parts.scheme == "https" else 80
+                port = port or default
+                host = parts.hostname
+                bracketed = f"[{host}]" if ":" in host else host
+                host_header = bracketed if port == default else f"{bracketed}:{port}"
+                path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                out = (parts.scheme, host, port, host_header, f"POST {path} HTTP/1.1\r\n".encode())
+        if len(self._urls) > 10000:
+            self._urls.clear()
+        self._urls[url] = out
+        return out
+
+    def start(self, url: str, body: bytes, headers: dict[str, str], timeout_ms: int, policy: AddressPolicy,
+              ssl_context: ssl.SSLContext | None = None,
+              on_done: Callable[[SendResult], None] | None = None) -> asyncio.Future[SendResult]:
+        """Hand the request to the socket now when a keep-alive connection is idle (else connect in
+        the background). The future gives the result; `on_done`, when given, is called with it as
+        soon as it is known (from the protocol callback on the fast path)."""
+        loop = asyncio.get_running_loop()
+        target = self._target(url)
+        if target is None:
+            task = loop.create_task(self._send_aiohttp(url, body, headers, timeout_ms, policy, ssl_context))
+            if on_done is not None:
+                task.add_done_callback(lambda t: None if t.cancelled() else on_done(t.result()))
+            return task
+        ex = _Exchange(loop.create_future(), timeout_ms, self.body_limit, on_done)
+        scheme, host, port, host_header, line = target
+        try:
+            head = [line, b"Host: ", host_header.encode(), b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n"]
+            for name, value in headers.items():
+                if name.lower() in _FORBIDDEN_HEADERS:
+                    continue
+                if any(c in name or c in value for c in "\r\n\x00") or not name or ":" in name:
+                    raise ValueError(f"invalid header {name!r}")
+                head.append(f"{name}: {value}\r\n".encode("latin-1"))
+        except (ValueError, UnicodeEncodeError) as exc:
+            ex.fail("other", f"{type(exc).__name__}: {exc}")
+            return ex.fut
+        head.append(b"\r\n")
+        head.append(body)
+        data = b"".join(head)
+        ctx = (ssl_context if ssl_context is not None else self.tls) if scheme == "https" else None
+        key = (scheme, host, port, id(ctx))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = []
+        ex.timer = loop.call_later(timeout_ms / 1000, ex.on_timeout)
+        now = time.monotonic()
+        if now - self._swept > 10:
+            self._sweep(now)
+        while pool:
+            used, conn = pool.pop()
+            if not conn.closed and not conn.transport.is_closing() and now - used < IDLE_S:
+                conn.request(data, ex)
+                ex.sent_ns = time.perf_counter_ns()   # written: from here on it is the network's time
+                return ex.fut
+            conn.abort()
+        ex.sent_ns = time.perf_counter_ns()           # connecting is the network's time too
+        ex.connecting = loop.create_task(self._connect(pool, host, port, ctx, policy, data, ex))
+        return ex.fut
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for pool in self._pools.values():
+            while pool and now - pool[0][0] >= IDLE_S:
+                pool.pop(0)[1].abort()
+
+    async def _addresses(self, host: str, port: int, policy: AddressPolicy) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+            found = [host]
+        except ValueError:
+            cached = self._dns.get((host, port))
+            if cached is not None and cached[0] > time.monotonic():
+                found = cached[1]
+            else:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+                self._dns[(host, port)] = (time.monotonic() + 30, found)
+        allowed, reasons = [], []
+        for address in found:
+            reason = policy.refusal(address)
+            if reason is None:
+                allowed.append(address)
+            else:
+                reasons.append(reason)
+        if not allowed:
+            raise AddressRefused("; ".join(reasons[:3]) or f"{host} resolved to no address")
+        return allowed
+
+    async def _connect(self, pool: list[tuple[float, _Conn]], host: str, port: int, ctx: ssl.SSLContext | None,
+                       policy: AddressPolicy, data: bytes, ex: _Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            addresses = await self._addresses(host, port, policy)
+            last: Exception | None = None
+            for address in addresses:
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: _Conn(pool), address, port, ssl=ctx, server_hostname=host if ctx else None)
+                    break
+                except ssl.SSLError:
+                    raise
+                except OSError as exc:
+                    last = exc
+            else:
+                raise last or OSError(f"could not connect to {host}:{port}")
+        except asyncio.CancelledError:
+            return
+        except AddressRefused as exc:
+            ex.fail("blocked", f"blocked: {exc}", permanent=True)
+            return
+        except ssl.SSLError as exc:
+            ex.fail("tls", f"TLS error: {exc}")
+            return
+        except socket.gaierror as exc:
+            ex.fail("dns", f"DNS error: {exc}")
+            return
+        except OSError as exc:
+            ex.fail("refused", f"connection failed: {exc}")
+            return
+        ex.connecting = None
+        if ex.fut.done():          # timed out while connecting
+            conn.abort()
+            return
+        conn.request(data, ex)
+
+    # -- aiohttp path ------------------------------------------------------------------------------
+    async def _send_aiohttp(self, url: str, body: bytes, headers: dict[str, str], timeout_ms: int,
+                            policy: AddressPolicy, ssl_context: ssl.SSLContext | None = None) -> SendResult:
         _POLICY.set(policy)
         timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         sent = time.perf_counter_ns()

@@ -27,6 +27,7 @@ from control.logs import setup_logging
 from control.policy.partitioning import shard_ranges, target_key
 from control.policy.signing import standard_webhook_headers
 from control.policy.transform import TransformRunner
+from control.services.events import time_ordered_ids
 from control.settings import Settings, load_settings
 from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
 from control.store.db import create_pool, partitions_of
@@ -79,7 +80,6 @@ class Shard:
         self._orphans_suspected = False
         self._wake = asyncio.Event()
         self._claim_now = asyncio.Event()
-        self._sends: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.pool: asyncpg.Pool
         self.writer: OutcomeWriter
@@ -97,7 +97,7 @@ class Shard:
         eng = self.settings.engine
         self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
         self.writer = OutcomeWriter(self.pool, lambda: self.epoch, int(eng["writer_batch"]),
-                                    int(eng["writer_interval_ms"]))
+                                    int(eng["writer_interval_ms"]), on_flushed=self._flushed)
         log.info("shard started", extra={"shard": self.index, "range": self.slot, "epoch": self.epoch})
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,8 +149,8 @@ class Shard:
     async def _drain(self, graceful: bool) -> None:
         """Stop claiming, let in-flight attempts finish and be recorded, give the rest back."""
         deadline = time.monotonic() + float(self.settings.engine["drain_timeout_s"])
-        while self._sends and time.monotonic() < deadline:
-            await asyncio.wait(set(self._sends), timeout=max(0.0, deadline - time.monotonic()))
+        while self.dispatcher.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - callbacks finish them
+            await asyncio.sleep(0.01)
         unsent = [t.id for t in self.dispatcher.all_idle()]
         if graceful and unsent:
             self.writer.release(unsent)
@@ -282,8 +282,8 @@ class Shard:
                     log.warning("orphan sweep failed", extra={"error": str(exc)})
                     continue
             for query in ("claim_fifo_tasks", "claim_tasks"):
-                while not self.stopping and self.dispatcher.buffered < self.max_buffered:
-                    room = min(self.claim_batch, self.max_buffered - self.dispatcher.buffered)
+                while not self.stopping and self.held < self.max_buffered:
+                    room = min(self.claim_batch, self.max_buffered - self.held)
                     try:
                         got = await self._claim_once(query, room)
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
@@ -338,11 +338,11 @@ class Shard:
                 raise LeaseLost(self.slot)
             now = now_ms()
             dispatcher.advance(now)
-            loop = asyncio.get_running_loop()
             for target, task in dispatcher.take(now):
-                send = loop.create_task(self._deliver(target, task, time.perf_counter_ns()))
-                self._sends.add(send)
-                send.add_done_callback(self._sends.discard)
+                try:
+                    self._deliver(target, task, time.perf_counter_ns())
+                except Exception:
+                    log.exception("delivery could not start", extra={"task": str(task.id)})
             nxt = dispatcher.next_due_ms()
             timeout = 1.0 if nxt is None else min(1.0, max(0.0, (nxt - now) / 1000))
             self._wake.clear()
@@ -386,22 +386,34 @@ class Shard:
                 f"msg_{task.event_id.hex}", now_s, body, secret, ed25519_key(cfg.sw_ed25519_private)))
         return url, headers, timeout, policy
 
-    async def _deliver(self, target: Target, task: Task, taken_ns: int) -> None:
+    def _deliver(self, target: Target, task: Task, taken_ns: int) -> None:
+        """Start one attempt, synchronously up to the socket write; its outcome is recorded by
+        `_finish_attempt`, called from the connection's callback as soon as the response is in."""
         cfg = target.cfg
         attempted_at = datetime.now(UTC)
         body, url, base = task.payload, None, None
         shaped = self._transform(task, cfg) if cfg is not None and cfg.transformation else None
         if isinstance(shaped, SendResult):
-            result = shaped
-            prep_ns = time.perf_counter_ns() - taken_ns
-        else:
-            if shaped is not None:
-                body, base, url = shaped
-            url, headers, timeout, policy = self._request(task, cfg, body, url, base)
-            ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
-            prep_ns = time.perf_counter_ns() - taken_ns
-            result = await self.senders.for_policy(policy).send(url, body, headers, timeout, policy, ssl_ctx)
-        outcome = self._outcome(task, cfg, target.gate is not None, result, attempted_at, prep_ns)
+            self._finish_attempt(target, task, attempted_at, taken_ns, shaped)
+            return
+        if shaped is not None:
+            body, base, url = shaped
+        url, headers, timeout, policy = self._request(task, cfg, body, url, base)
+        ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
+        self.senders.for_policy(policy).start(
+            url, body, headers, timeout, policy, ssl_ctx,
+            lambda result: self._finish_attempt(target, task, attempted_at, taken_ns, result))
+
+    def _finish_attempt(self, target: Target, task: Task, attempted_at: datetime, taken_ns: int,
+                        result: SendResult) -> None:
+        try:
+            outcome = self._outcome(task, target.cfg, target.gate is not None, result, attempted_at,
+                                    result.sent_ns - taken_ns)
+        except Exception:
+            log.exception("outcome could not be built", extra={"task": str(task.id)})
+            self.dispatcher.finish(target, task, "retry", False, now_ms(), now_ms() + 1000, False)
+            self._wake.set()
+            return
         self.writer.add(outcome)
         how: Finish = "delivered" if outcome.new_status == "delivered" else (
             "retry" if outcome.new_status == "failed" else "final")
@@ -410,9 +422,20 @@ class Shard:
         changed = self.dispatcher.finish(target, task, how, counts, now_ms(), retry_at, outcome.keep_claim)
         if changed and target.breaker is not None and target.endpoint_id is not None:
             self._spawn(self._persist_breaker(target.endpoint_id, target.breaker))
-        if self.dispatcher.buffered < self.max_buffered // 2:
+        if self.held < self.max_buffered // 2:
             self._claim_now.set()
         self._wake.set()
+
+    def _flushed(self, _batch: list[Outcome], _matched: set[uuid.UUID]) -> None:
+        if self.held < self.max_buffered // 2:
+            self._claim_now.set()    # the writer's backlog made room: claim without waiting for a scan
+
+    @property
+    def held(self) -> int:
+        """Tasks this shard holds in memory: claimed and unfinished, plus outcomes not yet written.
+        Counting the writer's backlog is the backpressure that keeps memory flat when Postgres
+        records outcomes slower than the sinks answer."""
+        return self.dispatcher.buffered + len(self.writer.pending)
 
     def _stats_snapshot(self) -> tuple[ShardStats, list[EndpointLimiterStats]]:
         d = self.dispatcher
@@ -457,7 +480,7 @@ class Shard:
             keep = fifo or delay <= self.horizon_s * 1000
         overhead_ns = prep_ns + (time.perf_counter_ns() - r.done_ns)
         return Outcome(
-            task=task, attempt_id=uuid.uuid4(), attempt_number=task.attempts, status_code=r.status_code,
+            task=task, attempt_id=time_ordered_ids(1)[0], attempt_number=task.attempts, status_code=r.status_code,
             response_body=r.response_body, error=r.error, error_category=r.category, outcome=r.outcome,
             duration_ms=max(0, (r.done_ns - r.sent_ns) // 1_000_000), overhead_us=overhead_ns // 1000,
             attempted_at=attempted_at, new_status=status, next_attempt_at=next_at, keep_claim=keep,

@@ -7,7 +7,6 @@ followed by the usage count and a single NOTIFY naming the batch's distinct part
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -17,7 +16,14 @@ import orjson
 from control.errors import ApiError, BadRequest, Conflict, ValidationError
 from control.jsonfmt import iso
 from control.policy.partitioning import partition_for, target_key
-from control.services.events import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, EVENT_FIELDS, NewEvent, parse_event
+from control.services.events import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PRIORITY,
+    EVENT_FIELDS,
+    NewEvent,
+    parse_event,
+    time_ordered_ids,
+)
 from control.services.principal import Principal
 from control.services.usage import count_accepted
 from control.settings import Settings
@@ -97,7 +103,7 @@ class BatchService:
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
         events = parse_batch(body)
         n = len(events)
-        ids = [uuid.uuid4() for _ in range(n)]
+        ids = time_ordered_ids(n)
         parts = self._partitions(events)
         keys = [ev.idempotency_key for ev in events]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -106,7 +112,7 @@ class BatchService:
                 [ev.destination for ev in events], [ev.payload for ev in events],
                 [orjson.dumps(ev.headers).decode() for ev in events],
                 [ev.max_attempts or DEFAULT_MAX_ATTEMPTS for ev in events],
-                [uuid.uuid4() for _ in range(n)], parts)
+                time_ordered_ids(n), parts)
             if len(rows) != n:
                 existing = await conn.fetch(q("existing_event_keys"), who.client_id, keys, ids)
                 taken = sorted(r["idempotency_key"] for r in existing)
