@@ -126,13 +126,18 @@ def uuid_or_404(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} not found") from exc
 
 
-def limit_param(raw: str | None, default: int, hi: int, name: str = "limit") -> int:
+def int_param(raw: str | None, default: int, lo: int, hi: int, name: str) -> int:
+    """A query-string integer within [lo, hi]; absent or empty gives the default."""
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError as exc:
-        raise BadRequest(f"{name}: expected an integer from 1 to {hi}") from exc
-    if not 1 <= value <= hi:
-        raise BadRequest(f"{name}: expected an integer from 1 to {hi}")
+        raise BadRequest(f"{name}: expected an integer from {lo} to {hi}") from exc
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name}: expected an integer from {lo} to {hi}")
     return value
+
+
+def limit_param(raw: str | None, default: int, hi: int, name: str = "limit") -> int:
+    return int_param(raw, default, 1, hi, name)

@@ -20,7 +20,7 @@ from control.services.events import attempt_json
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
-from control.validate import limit_param, uuid_or_404
+from control.validate import int_param, limit_param, uuid_or_404
 
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7),
           "30d": timedelta(days=30)}
@@ -43,15 +43,7 @@ def rfc3339(raw: str, name: str) -> datetime:
 
 
 def _offset(raw: str | None) -> int:
-    if not raw:
-        return 0
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"offset: expected an integer from 0 to {MAX_OFFSET}") from exc
-    if not 0 <= value <= MAX_OFFSET:
-        raise BadRequest(f"offset: expected an integer from 0 to {MAX_OFFSET}")
-    return value
+    return int_param(raw, 0, 0, MAX_OFFSET, "offset")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from control.settings import Settings
 from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
 from control.store.db import connect
 from control.store.queries import q
-from control.validate import need_object, uuid_or_404
+from control.validate import int_param, need_object, uuid_or_404
 
 log = logging.getLogger("mittr.poll")
 MAX_LIMIT, DEFAULT_LIMIT = 100, 10
@@ -37,16 +37,6 @@ MAX_ACK_IDS = 1000
 ACK_FIELDS = {"endpoint_id", "event_ids"}
 
 
-def int_query(raw: str | None, name: str, lo: int, hi: int, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name}: expected an integer from {lo} to {hi}") from exc
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name}: expected an integer from {lo} to {hi}")
-    return value
 
 
 def polled_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -169,8 +159,8 @@ class PollService:
     async def poll(self, who: Principal, endpoint_id: str | None, limit_raw: str | None,
                    timeout_raw: str | None) -> dict[str, Any]:
         """Waiting events at once, or the first to arrive within the timeout, or none."""
-        limit = int_query(limit_raw, "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
-        timeout = int_query(timeout_raw, "timeout", 0, MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S)
+        limit = int_param(limit_raw, DEFAULT_LIMIT, 1, MAX_LIMIT, "limit")
+        timeout = int_param(timeout_raw, DEFAULT_TIMEOUT_S, 0, MAX_TIMEOUT_S, "timeout")
         ep = await self._endpoint(who, endpoint_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
