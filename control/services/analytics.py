@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ import asyncpg
 from control.errors import BadRequest
 from control.jsonfmt import iso
 from control.services.principal import Principal
-from control.services.rollups import CATEGORIES, add_hist, percentile
+from control.services.rollups import Counts, percentile
 from control.settings import Settings
 from control.store.queries import q
 
@@ -26,7 +26,6 @@ HOURLY_UP_TO = timedelta(days=7)
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_HEALTH_ENDPOINTS = 1000
-ERROR_COLUMNS = {name: f"err_{name}" for name in CATEGORIES}
 
 
 def parse_time(raw: str, name: str) -> datetime:
@@ -104,63 +103,31 @@ def _latency(hist: list[int], max_ms: int, count: int, sum_ms: int) -> dict[str,
             "p99": percentile(hist, max_ms, 99), "maxMs": max_ms if count else None}
 
 
-@dataclass
-class Totals:
-    """Sums over rollup rows (one bucket, or the whole window)."""
-
-    attempts: int = 0
-    successes: int = 0
-    failures: int = 0
-    timeouts: int = 0
-    delivered: int = 0
-    dead: int = 0
-    duration_sum_ms: int = 0
-    duration_max_ms: int = 0
-    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
-    hist: list[int] = field(default_factory=list)
-
-    def add(self, row: asyncpg.Record) -> None:
-        self.attempts += row["attempts"]
-        self.successes += row["successes"]
-        self.failures += row["failures"]
-        self.timeouts += row["timeouts"]
-        self.delivered += row["delivered"]
-        self.dead += row["dead"]
-        self.duration_sum_ms += row["duration_sum_ms"]
-        self.duration_max_ms = max(self.duration_max_ms, row["duration_max_ms"])
-        for name, column in ERROR_COLUMNS.items():
-            self.errors[name] += row[column]
-        add_hist(self.hist, row["latency_hist"])
-
-    @property
-    def failed(self) -> int:
-        return self.failures + self.timeouts
-
-    def latency(self) -> dict[str, Any]:
-        return _latency(self.hist, self.duration_max_ms, self.attempts, self.duration_sum_ms)
+def latency_of(c: Counts) -> dict[str, Any]:
+    return _latency(c.hist, c.duration_max_ms, c.attempts, c.duration_sum_ms)
 
 
 class AnalyticsService:
     def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
         self.pool = pool
 
-    async def _series(self, who: Principal, w: Window) -> tuple[list[tuple[datetime, Totals]], Totals]:
+    async def _series(self, who: Principal, w: Window) -> tuple[list[tuple[datetime, Counts]], Counts]:
         rows = await self.pool.fetch(q("analytics_series"), who.client_id, who.project_id, w.endpoint_id,
                                      w.start.replace(second=0, microsecond=0), w.end, w.granularity)
         found = {r["bucket"]: r for r in rows}
-        total = Totals()
+        total = Counts()
         series = []
         for b in w.buckets():
-            t = Totals()
+            t = Counts()
             row = found.get(b)
             if row is not None:
-                t.add(row)
-                total.add(row)
+                t.add_row(row)
+                total.add_row(row)
             series.append((b, t))
         return series, total
 
     async def _report(self, who: Principal, w: Window,
-                      point: Callable[[datetime, Totals], dict[str, Any]]) -> dict[str, Any]:
+                      point: Callable[[datetime, Counts], dict[str, Any]]) -> dict[str, Any]:
         series, _ = await self._series(who, w)
         return {**w.head(), "data": [point(b, t) for b, t in series]}
 
@@ -169,7 +136,7 @@ class AnalyticsService:
         return {**w.head(), "sent": t.attempts, "delivered": t.delivered, "failed": t.failed,
                 "deadLettered": t.dead, "attempts": t.attempts, "successes": t.successes,
                 "timeouts": t.timeouts, "successRate": _ratio(t.successes, t.attempts),
-                "avgLatencyMs": t.latency()["avgMs"]}
+                "avgLatencyMs": latency_of(t)["avgMs"]}
 
     async def outcomes(self, who: Principal, w: Window) -> dict[str, Any]:
         return await self._report(who, w, lambda b, t: {
@@ -177,7 +144,7 @@ class AnalyticsService:
             "delivered": t.delivered, "dead": t.dead})
 
     async def throughput(self, who: Principal, w: Window) -> dict[str, Any]:
-        def point(b: datetime, t: Totals) -> dict[str, Any]:
+        def point(b: datetime, t: Counts) -> dict[str, Any]:
             secs = w.seconds_in(b)
             return {"timestamp": iso(b), "attempts": t.attempts, "delivered": t.delivered,
                     "attemptsPerSec": round(t.attempts / secs, 4) if secs else 0.0,
@@ -186,13 +153,13 @@ class AnalyticsService:
 
     async def latency(self, who: Principal, w: Window) -> dict[str, Any]:
         series, total = await self._series(who, w)
-        return {**w.head(), "overall": total.latency(),
-                "data": [{"timestamp": iso(b), **t.latency()} for b, t in series]}
+        return {**w.head(), "overall": latency_of(total),
+                "data": [{"timestamp": iso(b), **latency_of(t)} for b, t in series]}
 
     async def failures(self, who: Principal, w: Window) -> dict[str, Any]:
         series, total = await self._series(who, w)
-        return {**w.head(), "total": total.failed, "categories": total.errors,
-                "data": [{"timestamp": iso(b), "total": t.failed, **t.errors} for b, t in series]}
+        return {**w.head(), "total": total.failed, "categories": total.errors_by_name(),
+                "data": [{"timestamp": iso(b), "total": t.failed, **t.errors_by_name()} for b, t in series]}
 
     async def endpoint_health(self, who: Principal, w: Window) -> dict[str, Any]:
         rows = await self.pool.fetch(q("analytics_endpoint_health"), who.client_id, who.project_id, w.endpoint_id,

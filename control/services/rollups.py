@@ -10,9 +10,10 @@ from __future__ import annotations
 import bisect
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -55,6 +56,27 @@ class Counts:
     duration_sum_ms: int = 0
     duration_max_ms: int = 0
     hist: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+
+    def add_row(self, row: Mapping[str, Any]) -> None:
+        """Sum one stored rollup row into these counts (analytics folds buckets this way)."""
+        self.attempts += row["attempts"]
+        self.successes += row["successes"]
+        self.failures += row["failures"]
+        self.timeouts += row["timeouts"]
+        self.delivered += row["delivered"]
+        self.dead += row["dead"]
+        self.duration_sum_ms += row["duration_sum_ms"]
+        self.duration_max_ms = max(self.duration_max_ms, row["duration_max_ms"])
+        for i, name in enumerate(CATEGORIES):
+            self.errors[i] += row[f"err_{name}"]
+        add_hist(self.hist, row["latency_hist"])
+
+    @property
+    def failed(self) -> int:
+        return self.failures + self.timeouts
+
+    def errors_by_name(self) -> dict[str, int]:
+        return dict(zip(CATEGORIES, self.errors, strict=True))
 
 
 def latency_bucket(duration_ms: int) -> int:
