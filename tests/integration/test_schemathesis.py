@@ -40,7 +40,9 @@ async def test_no_server_errors_and_responses_match_the_schema(server: MittrServ
         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
                     "content_type_conformance",
         "--header", f"X-API-Key: {server.admin_key}",
-        "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", "2",
+        # One worker: with two threads hypothesis's shared source caches raced (a KeyError inside
+        # schemathesis's coverage phase, not a finding about the API).
+        "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", "1",
         "--phases", "examples,coverage,fuzzing", "--no-shrink", "--request-timeout", "10",
         "--suppress-health-check", "all", "--max-failures", "20", "--output-truncate", "true",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
