@@ -14,10 +14,18 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from tests.support.pg import with_database
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+
+# Property tests: CI replays the same examples every run ("ci", derandomized), so a red build is
+# about the change under test, never about a new random draw; HYPOTHESIS_PROFILE=explore draws
+# afresh on every run, which is how a developer hunts for new counterexamples (run it in a loop).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # A fixed key for sealing secrets in tests (never used outside the test suite).
 os.environ.setdefault("MITTR_SECURITY__ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1mb3ItbWl0dHItdGVzdHMtMDE=")
 

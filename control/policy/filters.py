@@ -180,7 +180,9 @@ def compile_filter(spec: object) -> CompiledFilter:
     """Validate and compile a filter spec; raises FilterError naming the bad entry.
 
     Compiled filters are cached by the spec's JSON text, so fan-out compiles each distinct filter
-    once per process instead of once per event (an endpoint's new version has new text)."""
+    once per process instead of once per event (an endpoint's new version has new text). The spec
+    must be JSON: orjson writes a non-finite float as null, so one would be read as null here, which
+    only a caller's own objects can contain (request bodies and jsonb columns never do)."""
     if not isinstance(spec, list):
         raise FilterError(f"filter: expected a list of conditions, got {type(spec).__name__}")
     try:
