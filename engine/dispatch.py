@@ -75,6 +75,7 @@ class Dispatcher:
         self.targets: dict[str, Target] = {}
         self.rotation: deque[str] = deque()
         self.wheel: TimerWheel[Task | Wake | FifoRelease] = TimerWheel(now_ms)
+        self.holder: dict[uuid.UUID, Target] = {}     # task id -> the target holding its current copy
         self.buffered = 0
         self.in_flight = 0
 
@@ -110,11 +111,16 @@ class Dispatcher:
 
     # -- intake ---------------------------------------------------------------------------------------
     def add(self, target: Target, task: Task, now_ms: int) -> None:
-        old = target.held.get(task.id)
-        if old is not None:
-            self._refresh(target, old, task, now_ms)
+        holder = self.holder.get(task.id)
+        if holder is target:
+            self._refresh(target, target.held[task.id], task, now_ms)
             return
+        if holder is not None:
+            # Claimed again for another target: a direct event's destination was edited to another
+            # origin. The copy bound for the old one must not be sent as well.
+            self.withdraw(holder.key, task.id)
         target.held[task.id] = task
+        self.holder[task.id] = target
         self.buffered += 1
         if target.gate is not None:
             target.gate.push(task.fifo_key, task.seq, task)
@@ -197,6 +203,7 @@ class Dispatcher:
                 continue
             if target.gate is not None:
                 self._fill_from_gate(target, now_ms)
+            self._prune_ready(target)
             if not target.ready or target.in_flight >= self.max_per_target:
                 continue
             bucket = target.bucket
@@ -223,6 +230,13 @@ class Dispatcher:
                 self._rotate(target)
         return out
 
+    @staticmethod
+    def _prune_ready(target: Target) -> None:
+        """Pop heap entries of withdrawn tasks off the top, so the head is a task still held."""
+        ready, held = target.ready, target.held
+        while ready and held.get(ready[0][2].id) is not ready[0][2]:
+            heapq.heappop(ready)
+
     # -- outcomes --------------------------------------------------------------------------------------
     def finish(self, target: Target, task: Task, how: Finish, counts_for_breaker: bool, now_ms: int,
                retry_at_ms: int | None = None, keep: bool = False) -> bool:
@@ -245,7 +259,7 @@ class Dispatcher:
             else:
                 target.gate.done(task.fifo_key, success=True)
                 self._forget(target, task)
-        elif how == "retry" and keep:
+        elif how == "retry" and keep and not task.superseded:
             assert retry_at_ms is not None
             task.due_ms = retry_at_ms
             task.timer = self.wheel.schedule(retry_at_ms, task)
@@ -255,8 +269,27 @@ class Dispatcher:
         return changed
 
     def _forget(self, target: Target, task: Task) -> None:
-        if target.held.pop(task.id, None) is not None:
+        if target.held.get(task.id) is task:
+            del target.held[task.id]
             self.buffered -= 1
+            if self.holder.get(task.id) is target:
+                del self.holder[task.id]
+
+    def withdraw(self, target_key: str, task_id: uuid.UUID) -> bool:
+        """Drop the copy of a task held for `target_key` (its event was edited to another
+        destination); True when one was dropped. A copy in flight finishes what it sent and is then
+        forgotten instead of kept for a retry. FIFO targets never lose a task this way: only direct
+        destinations move, and they have no gate."""
+        target = self.targets.get(target_key)
+        task = target.held.get(task_id) if target is not None else None
+        if target is None or task is None or target.gate is not None:
+            return False
+        if task.timer is not None:
+            self.wheel.cancel(task.timer)
+            task.timer = None
+        task.superseded = task.in_flight
+        self._forget(target, task)    # a ready-heap entry left behind is pruned by take()
+        return True
 
     def drop_idle(self, target: Target) -> list[Task]:
         """Everything of a target not in flight, removed from memory (pause, delete, shutdown)."""
@@ -266,6 +299,8 @@ class Dispatcher:
                 self.wheel.cancel(t.timer)
                 t.timer = None
             del target.held[t.id]
+            if self.holder.get(t.id) is target:
+                del self.holder[t.id]
         self.buffered -= len(idle)
         target.ready.clear()
         if target.gate is not None:

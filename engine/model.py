@@ -103,6 +103,7 @@ class Task:
     target: str
     fifo_key: str = ""
     in_flight: bool = False
+    superseded: bool = False      # withdrawn while in flight: forget it once the attempt finishes
     timer: Any = None
 
     @classmethod

@@ -29,7 +29,13 @@ from control.policy.signing import standard_webhook_headers
 from control.policy.transform import TransformRunner
 from control.services.events import time_ordered_ids
 from control.settings import Settings, load_settings
-from control.signalling import ENDPOINT_CHANNEL, WORK_CHANNEL, parse_work_payload
+from control.signalling import (
+    ENDPOINT_CHANNEL,
+    RELEASE_CHANNEL,
+    WORK_CHANNEL,
+    parse_release_payload,
+    parse_work_payload,
+)
 from control.store.db import create_pool, partitions_of
 from control.store.queries import q
 from engine.dispatch import Dispatcher, Finish, Target
@@ -206,6 +212,7 @@ class Shard:
                 conn.add_termination_listener(lambda _c, ev=closed: ev.set())
                 await conn.add_listener(WORK_CHANNEL, self._on_work)
                 await conn.add_listener(ENDPOINT_CHANNEL, self._on_endpoint)
+                await conn.add_listener(RELEASE_CHANNEL, self._on_release)
                 self._claim_now.set()          # anything announced while we were away
                 while not closed.is_set() and not self.stopping:
                     try:
@@ -232,6 +239,15 @@ class Shard:
         except ValueError:
             return
         self._spawn(self._refresh_endpoint(endpoint_id))
+
+    def _on_release(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        """An edited event's delivery moved away: the copy held for its old origin is not sent."""
+        parsed = parse_release_payload(payload)
+        if parsed is None or not self.lo <= parsed[0] < self.hi:
+            return
+        _, key, task_ids = parsed
+        for task_id in task_ids:
+            self.dispatcher.withdraw(key, task_id)
 
     def _config(self, row: Any) -> EndpointConfig:
         cfg = EndpointConfig.from_row(row, self.allow_private)
@@ -298,7 +314,7 @@ class Shard:
     async def _release_orphans(self) -> None:
         """Runs between claims (never during one): what this epoch claimed is either in memory or
         waiting in the writer; anything else was stranded by a lost reply and goes back."""
-        known = {t for target in self.dispatcher.targets.values() for t in target.held}
+        known = set(self.dispatcher.holder)
         known.update(o.task.id for o in self.writer.pending)
         await self.pool.execute(q("release_orphans"), self.lo, self.hi, self.epoch, list(known))
 

@@ -21,7 +21,7 @@ from control.services.event_types import validate_event_payload
 from control.services.events import EventService
 from control.services.principal import Principal
 from control.settings import Settings
-from control.signalling import work_payload
+from control.signalling import release_payload, work_payload
 from control.store.queries import q
 from control.validate import bool_field, headers_field, int_field, need_object, url_field, uuid_or_404
 
@@ -164,8 +164,7 @@ class LifecycleService:
                 await conn.execute(q("update_event_content"), row["id"], edit.destination, edit.payload,
                                    edit.headers)
             if edit.destination is not None:
-                part = partition_for(target_key(None, edit.destination), self.partitions)
-                await conn.execute(q("move_direct_task"), row["id"], part)
+                await self._move_destination(conn, row, edit.destination)
             if edit.changes_content and not edit.replay:
                 released = await conn.fetch(q("release_event_claims"), row["id"])
                 if released:
@@ -175,6 +174,16 @@ class LifecycleService:
 
         await self._in_tx(run)
         return await self.events.get(who, event_id)
+
+    async def _move_destination(self, conn: asyncpg.Connection, row: asyncpg.Record, destination: str) -> None:
+        """Point a direct event's delivery at its new destination. A shard holding the delivery for
+        the old origin is told to drop that copy (delivered with the commit), so a retry waiting in
+        its memory is not sent to the old URL; the delivery is claimed again for the new one."""
+        old_key, new_key = target_key(None, row["destination"]), target_key(None, destination)
+        if old_key != new_key:
+            for r in await conn.fetch(q("held_direct_tasks"), row["id"]):
+                await conn.execute(q("notify_release"), release_payload(r["partition"], old_key, [r["id"]]))
+        await conn.execute(q("move_direct_task"), row["id"], partition_for(new_key, self.partitions))
 
     async def replay(self, who: Principal, event_id: str) -> dict[str, Any]:
         async def run(conn: asyncpg.Connection) -> None:

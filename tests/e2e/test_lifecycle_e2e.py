@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
+from control.policy.partitioning import partition_for, shard_for, target_key
 from tests.support.server import Api
 from tests.support.sink import Sink
 
@@ -87,3 +91,49 @@ async def test_batch_ingest_delivers_and_batch_retry_revives(api: Api, sink: Sin
     assert status == 200 and out == {"retried": 1, "eventIds": [ids[5]]}
     await api.wait_event(ids[5], {"delivered"})
     assert len(sink.at("/batch-down")) == 2
+
+
+PARTITIONS, SHARDS = 4096, 2      # the template database's partitions; the module server's shards
+
+
+def shard_of(sink: Sink) -> int:
+    return shard_for(partition_for(target_key(None, sink.url), PARTITIONS), PARTITIONS, SHARDS)
+
+
+@pytest.fixture(params=["same shard", "other shard"])
+async def second_sink(request: pytest.FixtureRequest, sink: Sink) -> AsyncIterator[Sink]:
+    """A receiver on another origin whose deliveries the same shard as `sink`'s (or the other one) makes."""
+    want_same = request.param == "same shard"
+    tried: list[Sink] = []
+    try:
+        while True:
+            s = await Sink().start()
+            if (shard_of(s) == shard_of(sink)) == want_same:
+                break
+            tried.append(s)
+        yield s
+        await s.stop()
+    finally:
+        for t in tried:
+            await t.stop()
+
+
+async def test_edited_destination_is_not_also_sent_to_the_old_one(api: Api, sink: Sink, second_sink: Sink) -> None:
+    """A retry waiting in a shard's memory follows the edit: the old URL sees no second request,
+    whichever shard owns the new origin."""
+    sink.script("/old", lambda n: (429, {"Retry-After": "2"}, 0.0))     # the retry waits 2 s in memory
+    status, created = await api.call("POST", "/api/v1/events",
+                                     {"destination": sink.url + "/old", "payload": {"v": 1}, "maxAttempts": 5},
+                                     {"X-Idempotency-Key": key()})
+    assert status == 201, created
+    await api.wait_event(created["id"], {"failed"})
+    first_at = sink.at("/old")[0].at
+    status, edited = await api.call("PATCH", f"/api/v1/events/{created['id']}",
+                                    {"destination": second_sink.url + "/new", "payload": {"v": 2}})
+    assert status == 200, edited
+    [got] = await second_sink.wait_for("/new", 1)
+    assert got.body == b'{"v":2}'
+    event = await api.wait_event(created["id"], {"delivered"})
+    await asyncio.sleep(max(0.0, first_at + 3.0 - time.time()))     # past when the old retry was due
+    assert len(sink.at("/old")) == 1
+    assert [a["statusCode"] for a in event["deliveryAttempts"]] == [429, 200]

@@ -194,3 +194,62 @@ def test_reclaimed_task_is_refreshed_not_duplicated() -> None:
     d.advance(T0 + 60_000)
     assert d.take(T0 + 60_000) == [], "the old retry timer was cancelled"
     assert d.buffered == 0
+
+
+def direct(d: Dispatcher, origin: str) -> Target:
+    t = d.target(origin, None)
+    d.configure(t, None, T0)
+    return t
+
+
+def moved(t: Task, target: Target, **over: Any) -> Task:
+    """The same task as a new claim returns it after its event's destination was edited."""
+    fields = {f: getattr(t, f) for f in t.__slots__}  # type: ignore[attr-defined]
+    return Task(**{**fields, "target": target.key, "timer": None, "in_flight": False, "superseded": False, **over})
+
+
+def test_task_claimed_again_for_another_origin_leaves_the_old_one() -> None:
+    d = Dispatcher(T0, 100, 100)
+    old, new = direct(d, "https://old.example:443"), direct(d, "https://new.example:443")
+    t = task(old, due=T0 + 1_000)          # a retry waiting in the wheel
+    d.add(old, t, T0)
+    d.add(new, moved(t, new, destination="https://new.example/hook"), T0)
+    assert d.buffered == 1 and t.id not in old.held
+    d.advance(T0 + 1_000)
+    sent = d.take(T0 + 1_000)
+    assert [(target.key, task.destination) for target, task in sent] == [(new.key, "https://new.example/hook")]
+
+
+def test_withdrawn_ready_task_is_never_taken() -> None:
+    d = Dispatcher(T0, 100, 100)
+    old = direct(d, "https://old.example:443")
+    keep, gone = task(old), task(old)
+    d.add(old, gone, T0)
+    d.add(old, keep, T0)
+    assert d.withdraw(old.key, gone.id) and not d.withdraw(old.key, gone.id)
+    assert [t for _, t in d.take(T0)] == [keep]
+    d.finish(old, keep, "delivered", True, T0)
+    assert d.buffered == 0 and d.take(T0) == [] and d.holder == {}
+
+
+def test_copy_withdrawn_in_flight_is_forgotten_not_retried() -> None:
+    d = Dispatcher(T0, 100, 100)
+    old, new = direct(d, "https://old.example:443"), direct(d, "https://new.example:443")
+    t = task(old)
+    d.add(old, t, T0)
+    [(_, flying)] = d.take(T0)
+    d.add(new, moved(t, new, due_ms=T0 + 5_000), T0)
+    d.finish(old, flying, "retry", True, T0 + 10, retry_at_ms=T0 + 1_000, keep=True)
+    assert d.buffered == 1 and d.in_flight == 0
+    d.advance(T0 + 1_000)
+    assert d.take(T0 + 1_000) == [], "the old copy's retry was not kept"
+    d.advance(T0 + 5_000)
+    assert [target.key for target, _ in d.take(T0 + 5_000)] == [new.key]
+
+
+def test_fifo_targets_never_withdraw() -> None:
+    d = Dispatcher(T0, 100, 100)
+    ep = endpoint(d, fifo=True)
+    t = task(ep, fifo_key="k")
+    d.add(ep, t, T0)
+    assert not d.withdraw(ep.key, t.id) and d.buffered == 1

@@ -87,6 +87,13 @@ UPDATE tasks SET claim_epoch = NULL, updated_at = now()
 WHERE event_id = $1 AND status IN ('queued', 'failed') AND claim_epoch IS NOT NULL
 RETURNING partition;
 
+-- name: held_direct_tasks
+-- A direct event's deliveries some shard holds in memory (claimed), before its destination moves.
+SELECT id, partition FROM tasks WHERE event_id = $1 AND endpoint_id IS NULL AND claim_epoch IS NOT NULL;
+
+-- name: notify_release
+SELECT pg_notify('mittr_release', $1);
+
 -- name: move_direct_task
 UPDATE tasks SET partition = $2, updated_at = now() WHERE event_id = $1 AND endpoint_id IS NULL;
 
