@@ -32,7 +32,7 @@ def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Respo
         async def handler(request: Request) -> Response:
             c = ctx()
             who = await c.principal(request)
-            verdict = c.service(ApiRateLimiter).take(who.key_id or who.client_id, who.rate_limit)
+            verdict = await c.service(ApiRateLimiter).take(who.key_id or who.client_id, who.rate_limit)
             limits = verdict.headers() if verdict is not None else {}
             try:
                 if verdict is not None and not verdict.allowed:

@@ -42,8 +42,8 @@ def stats() -> StatsService:
 
 
 def key_limiter_state(key_id: uuid.UUID) -> KeyLimiterState | None:
-    """A key's bucket in this API worker's limiter, scaled to the whole key (each of the W workers
-    holds limit/W); None while this worker has not seen the key. Refusals are this worker's."""
+    """A key's shared bucket as this API worker last saw it (plus the tokens it has leased); None while
+    this worker has not seen the key. Refusals are this worker's."""
     state = ctx().service(ApiRateLimiter).state(key_id)
     if state is None:
         return None

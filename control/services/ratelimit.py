@@ -1,36 +1,39 @@
-"""Per-API-key request rate limit, kept in memory by each API worker.
+"""Per-API-key request rate limit, global across every API worker and host.
 
-Each key gets a token bucket (lazy refill, no timers) allowing its `rate_limit` requests per second,
-or `api.default_rate_limit` when the key has none; the burst is one second's worth. With W API
-workers each worker enforces 1/W of the limit (connections are spread across workers), so no
-shared state is needed on the request path. A limit of 0 means unlimited.
+Each key has one token bucket in Postgres (`api_rate_buckets`): its `rate_limit` requests per
+second, or `api.default_rate_limit` when the key has none, with a burst of one second's worth; a
+limit of 0 is unlimited and never touches the table. A worker leases tokens from the bucket in
+chunks and spends them in memory (control/policy/rate_lease.py: chunk size, expiry, the bound on
+how far the global count can stray from the limit), so most requests never wait on Postgres.
+Concurrent requests for a key in one worker share one in-flight lease fetch.
+
+If Postgres cannot be reached during a fetch, the connection error propagates like any other
+handler's, and the app answers 503 UNAVAILABLE with Retry-After (api/app.py): the limiter does not
+fail open, because a worker that cannot reach Postgres cannot serve the request anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-import os
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from control.policy.token_bucket import TokenBucket
+from control.policy.rate_lease import KeyLease
 from control.settings import Settings
+from control.store.queries import q
 
 MAX_TRACKED_KEYS = 100_000
-
-
-def api_workers(settings: Settings) -> int:
-    """How many API workers share a key's limit: server.workers (0 = one per core, at most 4,
-    as `mittr serve` resolves it)."""
-    return int(settings.server["workers"]) or min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
 class RateVerdict:
     allowed: bool
     limit: int            # the key's requests per second
-    remaining: int        # requests that could be made right now
+    remaining: int        # requests that could be made right now (the shared bucket as last seen)
     reset: int            # unix seconds when the bucket is full again
     retry_after: int      # seconds to wait before the next request is allowed (0 when allowed)
 
@@ -40,46 +43,68 @@ class RateVerdict:
 
 
 class ApiRateLimiter:
-    def __init__(self, pool: Any = None, partitions: int = 0, settings: Settings | None = None) -> None:
+    def __init__(self, pool: Any, partitions: int = 0, settings: Settings | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.pool = pool
         self.default_limit = int(settings.api["default_rate_limit"]) if settings else 0
-        self.workers = api_workers(settings) if settings else 1
-        self._buckets: dict[object, tuple[int, TokenBucket]] = {}
-        self._refused: dict[object, int] = {}
+        self._clock, self._wall = clock, wall
+        self._leases: dict[uuid.UUID, KeyLease] = {}
+        self._fetching: dict[uuid.UUID, asyncio.Task[None]] = {}
 
-    def state(self, key: object, now: float | None = None) -> tuple[float, int] | None:
-        """(tokens, requests refused) for a key as this worker sees it, scaled to the whole key;
-        None while this worker has not seen the key."""
-        entry = self._buckets.get(key)
-        if entry is None:
+    def state(self, key: uuid.UUID) -> tuple[float, int] | None:
+        """(tokens, requests refused) for a key: the shared bucket as this worker last saw it plus its
+        lease, and this worker's refusals; None while this worker has not seen the key."""
+        lease = self._leases.get(key)
+        if lease is None:
             return None
-        limit, bucket = entry
-        now = time.monotonic() if now is None else now
-        return min(float(limit), bucket.tokens(now) * self.workers), self._refused.get(key, 0)
+        return lease.available(self._clock()), lease.refused
 
-    def take(self, key: object, limit: int | None, now: float | None = None,
-             wall: float | None = None) -> RateVerdict | None:
+    async def take(self, key: uuid.UUID, limit: int | None) -> RateVerdict | None:
         """Take one request from `key`'s bucket; None when the key is unlimited."""
         per_second = self.default_limit if limit is None else limit
         if per_second <= 0:
             return None
-        now = time.monotonic() if now is None else now
-        wall = time.time() if wall is None else wall
-        share = per_second / self.workers
-        entry = self._buckets.get(key)
-        if entry is None:
-            if len(self._buckets) >= MAX_TRACKED_KEYS:
-                self._buckets.clear()
-                self._refused.clear()
-            entry = self._buckets[key] = (per_second, TokenBucket(share, max(1.0, share), now))
-        elif entry[0] != per_second:      # the key's limit was changed: keep what it had earned
-            entry[1].set_rate(share, max(1.0, share), now)
-            entry = self._buckets[key] = (per_second, entry[1])
-        bucket = entry[1]
-        allowed = bucket.try_take(now)
-        if not allowed:
-            self._refused[key] = self._refused.get(key, 0) + 1
-        tokens = bucket.tokens(now)
-        remaining = min(per_second, math.floor(tokens * self.workers))
-        reset = math.ceil(wall + (bucket.burst - tokens) / bucket.rate)
-        retry_after = 0 if allowed else max(1, math.ceil(bucket.wait_time(now)))
-        return RateVerdict(allowed, per_second, remaining, reset, retry_after)
+        lease = self._lease(key, per_second)
+        lease.note_request(self._clock())
+        while True:
+            now = self._clock()
+            if lease.take(now):
+                return self._verdict(lease, True, now)
+            if lease.refuses(now):
+                lease.refused += 1
+                return self._verdict(lease, False, now)
+            await self._fetch(key, lease)
+
+    def _lease(self, key: uuid.UUID, limit: int) -> KeyLease:
+        lease = self._leases.get(key)
+        if lease is None:
+            if len(self._leases) >= MAX_TRACKED_KEYS:
+                self._leases.clear()
+            lease = self._leases[key] = KeyLease(limit)
+        else:
+            lease.set_limit(limit, self._clock())
+        return lease
+
+    async def _fetch(self, key: uuid.UUID, lease: KeyLease) -> None:
+        """Wait for the key's next chunk, joining the fetch already in flight if there is one."""
+        task = self._fetching.get(key)
+        if task is None or task.done():
+            task = self._fetching[key] = asyncio.ensure_future(self._lease_more(key, lease))
+            task.add_done_callback(lambda t: self._fetched(key, t))
+        # Shielded: a waiter whose client went away must not cancel the fetch the others wait on.
+        await asyncio.shield(task)
+
+    def _fetched(self, key: uuid.UUID, task: asyncio.Task[None]) -> None:
+        if self._fetching.get(key) is task:
+            del self._fetching[key]
+        if not task.cancelled():
+            task.exception()    # retrieved here too, so an error no waiter saw is not logged as lost
+
+    async def _lease_more(self, key: uuid.UUID, lease: KeyLease) -> None:
+        row = await self.pool.fetchrow(q("rate_bucket_take"), key, float(lease.limit), lease.chunk())
+        lease.granted(row["granted"], row["tokens"], self._clock())
+
+    def _verdict(self, lease: KeyLease, allowed: bool, now: float) -> RateVerdict:
+        reset = math.ceil(self._wall() + lease.full_in(now))
+        return RateVerdict(allowed, lease.limit, lease.remaining(now), reset,
+                           0 if allowed else lease.retry_after(now))

@@ -1,4 +1,5 @@
-"""Request-level protections: per-key rate limit, monthly quota, body size, OpenAPI and docs page."""
+"""Request-level protections: per-key rate limit (through HTTP; the shared bucket itself in
+test_rate_limit_global.py), monthly quota, body size, OpenAPI and docs page."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import pytest
 
 from api.routing import ROUTES
 from control.services.keys import create_key
-from control.services.ratelimit import ApiRateLimiter
-from control.settings import load_settings
 from tests.integration.conftest import Caller
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -27,43 +26,6 @@ def hdr(resp: Any, name: str) -> str | None:
 
 def idem() -> dict[str, str]:
     return {"X-Idempotency-Key": str(uuid.uuid4())}
-
-
-# -- the limiter itself (pure; the clock is passed in) -------------------------------------------------
-
-def limiter(workers: int = 1, default: int = 1000) -> ApiRateLimiter:
-    return ApiRateLimiter(None, 0, load_settings(env={"MITTR_SERVER__WORKERS": str(workers),
-                                                      "MITTR_API__DEFAULT_RATE_LIMIT": str(default)}))
-
-
-def test_bucket_allows_a_second_of_burst_then_refills_lazily() -> None:
-    lim = limiter()
-    verdicts = [lim.take("k", 3, now=10.0, wall=1000.0) for _ in range(4)]
-    assert [v.allowed for v in verdicts if v] == [True, True, True, False]
-    assert [v.remaining for v in verdicts if v] == [2, 1, 0, 0]
-    last = verdicts[-1]
-    assert last is not None and last.limit == 3 and last.retry_after == 1
-    assert last.reset == 1001                      # a full second's worth is back in one second
-    later = lim.take("k", 3, now=10.34, wall=1000.34)
-    assert later is not None and later.allowed    # one third of a second refills one request
-
-
-def test_default_limit_unlimited_and_limit_changes() -> None:
-    lim = limiter(default=2)
-    assert [lim.take("a", None, now=0.0).allowed for _ in range(3)] == [True, True, False]  # type: ignore[union-attr]
-    assert lim.take("b", 0, now=0.0) is None                 # 0 = unlimited: no headers, no refusal
-    assert limiter(default=0).take("c", None, now=0.0) is None
-    # a key's new limit applies at once, without handing out a fresh burst
-    changed = lim.take("a", 10, now=0.0)
-    assert changed is not None and not changed.allowed and changed.limit == 10
-
-
-def test_each_worker_enforces_its_share() -> None:
-    lim = limiter(workers=2)
-    verdicts = [lim.take("k", 10, now=0.0) for _ in range(6)]
-    assert [v.allowed for v in verdicts if v] == [True] * 5 + [False]
-    first = verdicts[0]
-    assert first is not None and first.limit == 10 and first.remaining == 8
 
 
 # -- through HTTP --------------------------------------------------------------------------------------
