@@ -19,6 +19,7 @@ from control.crypto import KEY_ENV, box_for, resolve_key
 from control.logs import setup_logging
 from control.runtime import Database, open_database
 from control.services.keys import create_client, create_key
+from control.services.retention import PruneReport, RetentionPolicy, prune
 from control.settings import Settings, SettingsError, load_settings
 from control.store.db import connect, migrate
 from control.store.queries import q
@@ -210,6 +211,53 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        policy = RetentionPolicy.from_settings(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"mittr: configuration error: {exc}") from exc
+    verb = "would remove" if args.dry_run else "removed"
+
+    def progress(step: str, r: PruneReport) -> None:
+        done = {"events": f"{r.events:,} events ({r.tasks:,} deliveries)",
+                "attempts": f"{len(r.partitions)} attempt partitions, {r.default_attempts:,} default-partition rows",
+                "rollups": f"{r.rollups:,} rollup rows"}[step]
+        print(f"  {step}: {verb} {done} so far", flush=True)
+
+    print(f"Retention{' (dry run)' if args.dry_run else ''}: events {_days(policy.events_days)}, "
+          f"attempts {_days(policy.attempts_days)}, rollups {_days(policy.rollups_days)}", flush=True)
+    db = open_database(settings)
+    try:
+        async def run() -> PruneReport:
+            conn = await connect(db.url)
+            try:
+                await migrate(conn, int(settings.database["partitions"]))
+                return await prune(conn, policy, dry_run=args.dry_run, progress=progress)
+            finally:
+                await conn.close()
+        report = asyncio.run(run())
+    finally:
+        db.stop_if_started()
+    if report.skipped:
+        print(f"mittr: nothing done: {report.skipped}; try again later", file=sys.stderr)
+        return 1
+    rows = f" ({report.partition_rows:,} rows)" if report.partition_rows is not None else ""
+    print(f"Summary ({verb}):")
+    print(f"  events:             {report.events:,} ({report.tasks:,} deliveries)")
+    print(f"  attempt partitions: {len(report.partitions)}{rows}"
+          + (f": {', '.join(report.partitions)}" if report.partitions else ""))
+    if report.partitions_skipped:
+        print(f"  busy, left for the next run: {', '.join(report.partitions_skipped)}")
+    print(f"  default partition:  {report.default_attempts:,} attempts")
+    print(f"  rollup rows:        {report.rollups:,}")
+    return 0
+
+
+def _days(days: int) -> str:
+    return f"{days} days" if days else "kept forever"
+
+
 def cmd_db_url(args: argparse.Namespace) -> int:
     settings = _settings(args)
     db = open_database(settings)
@@ -263,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     # `mittr bench ...` is handed whole to bench.e2e (see main); listed here for `mittr --help`.
     sub.add_parser("bench", help="end-to-end benchmark (same flags as python -m bench.e2e; --help for them)",
                    add_help=False)
+
+    pr = sub.add_parser("prune", help="remove data older than the [retention] settings allow, now")
+    common(pr)
+    pr.add_argument("--dry-run", action="store_true", help="count what would be removed; change nothing")
+    pr.set_defaults(func=cmd_prune)
 
     d = sub.add_parser("db", help="database helpers")
     dsub = d.add_subparsers(dest="db_command", required=True)

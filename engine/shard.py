@@ -28,7 +28,8 @@ from control.policy.partitioning import shard_ranges, target_key
 from control.policy.signing import standard_webhook_headers
 from control.policy.transform import TransformRunner
 from control.services.events import time_ordered_ids
-from control.settings import Settings, load_settings
+from control.services.retention import RetentionPolicy, prune_on_schedule
+from control.settings import Settings, SettingsError, load_settings
 from control.signalling import (
     ENDPOINT_CHANNEL,
     RELEASE_CHANNEL,
@@ -504,12 +505,27 @@ class Shard:
 
     # -- housekeeping --------------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
+        """Hourly partition upkeep, and retention every `retention.interval_s` (jittered so that
+        the shards do not all try at once; the first to get the lock prunes for the cluster)."""
+        try:
+            policy: RetentionPolicy | None = RetentionPolicy.from_settings(self.settings)
+        except SettingsError as exc:
+            log.error("retention disabled: bad setting", extra={"error": str(exc)})
+            policy = None
+        every = policy.interval_s if policy else 0
+        next_upkeep, next_prune = 0.0, time.monotonic() + random.uniform(5, 60)
         while not self.stopping:
-            try:
-                await self.pool.execute(q("ensure_attempt_partitions"), 9)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("partition upkeep failed", extra={"error": str(exc)})
-            await asyncio.sleep(3600)
+            if time.monotonic() >= next_upkeep:
+                try:
+                    await self.pool.execute(q("ensure_attempt_partitions"), 9)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    log.warning("partition upkeep failed", extra={"error": str(exc)})
+                next_upkeep = time.monotonic() + 3600
+            if policy and every and time.monotonic() >= next_prune:
+                await prune_on_schedule(self.settings.database_url, policy)
+                next_prune = time.monotonic() + every * random.uniform(1.0, 1.1)
+            wake = min(next_upkeep, next_prune) if every else next_upkeep
+            await asyncio.sleep(max(1.0, wake - time.monotonic()))
 
 
 def main(argv: list[str] | None = None) -> int:
