@@ -13,7 +13,10 @@ import socket
 import sys
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
 
 from control.crypto import KEY_ENV, box_for, resolve_key
 from control.logs import setup_logging
@@ -25,6 +28,7 @@ from control.store.db import connect, migrate
 from control.store.queries import q
 
 log = logging.getLogger("mittr.cli")
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -154,54 +158,56 @@ def _run_until_signal(sup: Any, settings: Settings) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def on_migrated_database(settings: Settings, work: Callable[[asyncpg.Connection, list[str]], Awaitable[T]]) -> T:
+    """Run one-shot `work` on a connection to the (embedded, started if need be) database after
+    applying migrations, and stop an embedded server this started. Gets the migrations applied."""
     db = open_database(settings)
     try:
-        async def run() -> list[str]:
+        async def run() -> T:
             conn = await connect(db.url)
             try:
-                return await migrate(conn, int(settings.database["partitions"]))
+                applied = await migrate(conn, int(settings.database["partitions"]))
+                return await work(conn, applied)
             finally:
                 await conn.close()
-        applied = asyncio.run(run())
-        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
-        return 0
+        return asyncio.run(run())
     finally:
         db.stop_if_started()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    async def applied_names(_conn: asyncpg.Connection, applied: list[str]) -> list[str]:
+        return applied
+
+    applied = on_migrated_database(_settings(args), applied_names)
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    db = open_database(settings)
-    try:
-        async def run() -> dict[str, Any]:
-            conn = await connect(db.url)
-            try:
-                await migrate(conn, int(settings.database["partitions"]))
-                box = box_for(settings.security["encryption_key"])
-                async with conn.transaction():
-                    secret = None
-                    if args.new_client:
-                        client = await create_client(conn, args.new_client, box)
-                        client_id, secret = client["id"], client["signing_secret"]
-                    else:
-                        row = await conn.fetchrow(q("first_client"))
-                        if row is None:
-                            client = await create_client(conn, "default", box)
-                            client_id, secret = client["id"], client["signing_secret"]
-                        else:
-                            client_id = row["id"]
-                    key = await create_key(conn, client_id, args.name, scopes=args.scope or [])
-                    out = key.as_json()
-                    if secret is not None:
-                        out["signingSecret"] = secret
-                    return out
-            finally:
-                await conn.close()
-        out = asyncio.run(run())
-    finally:
-        db.stop_if_started()
+
+    async def run(conn: asyncpg.Connection, _applied: list[str]) -> dict[str, Any]:
+        box = box_for(settings.security["encryption_key"])
+        async with conn.transaction():
+            secret = None
+            if args.new_client:
+                client = await create_client(conn, args.new_client, box)
+                client_id, secret = client["id"], client["signing_secret"]
+            else:
+                row = await conn.fetchrow(q("first_client"))
+                if row is None:
+                    client = await create_client(conn, "default", box)
+                    client_id, secret = client["id"], client["signing_secret"]
+                else:
+                    client_id = row["id"]
+            key = await create_key(conn, client_id, args.name, scopes=args.scope or [])
+            out = key.as_json()
+            if secret is not None:
+                out["signingSecret"] = secret
+            return out
+
+    out = on_migrated_database(settings, run)
     if args.json:
         print(json.dumps(out))
     else:
@@ -227,18 +233,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     print(f"Retention{' (dry run)' if args.dry_run else ''}: events {_days(policy.events_days)}, "
           f"attempts {_days(policy.attempts_days)}, rollups {_days(policy.rollups_days)}", flush=True)
-    db = open_database(settings)
-    try:
-        async def run() -> PruneReport:
-            conn = await connect(db.url)
-            try:
-                await migrate(conn, int(settings.database["partitions"]))
-                return await prune(conn, policy, dry_run=args.dry_run, progress=progress)
-            finally:
-                await conn.close()
-        report = asyncio.run(run())
-    finally:
-        db.stop_if_started()
+    async def run(conn: asyncpg.Connection, _applied: list[str]) -> PruneReport:
+        return await prune(conn, policy, dry_run=args.dry_run, progress=progress)
+
+    report = on_migrated_database(settings, run)
     if report.skipped:
         print(f"mittr: nothing done: {report.skipped}; try again later", file=sys.stderr)
         return 1
