@@ -27,7 +27,7 @@ from control.services.events import (
 from control.services.principal import Principal
 from control.services.usage import count_accepted
 from control.settings import Settings
-from control.signalling import work_payload
+from control.signalling import WorkSignal
 from control.store.queries import q
 from control.validate import str_field
 
@@ -86,6 +86,7 @@ class BatchService:
     def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
         self.pool = pool
         self.partitions = partitions
+        self.signal = WorkSignal(pool)
 
     def _partitions(self, events: list[NewEvent]) -> list[int]:
         """Each task's partition, exactly as a single create computes it (once per destination)."""
@@ -118,8 +119,8 @@ class BatchService:
                 taken = sorted(r["idempotency_key"] for r in existing)
                 raise Conflict(f"idempotency keys already used: {', '.join(taken)}; no event was stored",
                                code="DUPLICATE_EVENT", extra={"duplicateKeys": taken})
-            await conn.execute(q("notify_work"), work_payload(parts))
             await count_accepted(conn, who.client_id, n)   # last: holds the usage row until commit
+        self.signal.wake(parts)
         created = {r["id"]: iso(r["created_at"]) for r in rows}
         return {"events": [{"id": str(i), "status": "queued", "createdAt": created[i]} for i in ids],
                 "count": n}

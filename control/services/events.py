@@ -17,9 +17,9 @@ from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
 from control.services.event_types import validate_event_payload
 from control.services.principal import Principal
-from control.services.usage import count_accepted
+from control.services.usage import quota_checked
 from control.settings import Settings
-from control.signalling import WORK_CHANNEL, work_payload
+from control.signalling import WORK_CHANNEL, WorkSignal
 from control.store.queries import q
 from control.validate import headers_field, int_field, need_object, str_field, url_field
 
@@ -152,6 +152,7 @@ class EventService:
         self.pool = pool
         self.partitions = partitions
         self.settings = settings
+        self.signal = WorkSignal(pool)
 
     async def _targets(self, conn: asyncpg.Connection, who: Principal,
                        ev: NewEvent) -> list[tuple[uuid.UUID | None, int, int]]:
@@ -173,26 +174,24 @@ class EventService:
     async def create(self, who: Principal, body: Any, key: str | None) -> dict[str, Any]:
         ev = parse_event(body, idempotency_key(key))
         event_id = time_ordered_ids(1)[0]
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
+            # Reads first (schema, subscribers; a direct event needs neither), then one statement
+            # stores everything: a direct event is one round trip, with no BEGIN/COMMIT around it.
             await validate_event_payload(conn, who, ev.event_type, ev.payload_obj)
             targets = await self._targets(conn, who, ev)
             status = "queued" if targets else "delivered"
             max_attempts = ev.max_attempts or (targets[0][2] if len(targets) == 1 else DEFAULT_MAX_ATTEMPTS)
-            row = await conn.fetchrow(
-                q("insert_event"), event_id, who.client_id, who.project_id, ev.idempotency_key,
-                ev.event_type, ev.destination, ev.payload, ev.headers, max_attempts, ev.priority,
-                ev.delay_seconds, status, len(targets))
+            with quota_checked():
+                row = await conn.fetchrow(
+                    q("insert_event"), event_id, who.client_id, who.project_id, ev.idempotency_key,
+                    ev.event_type, ev.destination, ev.payload, ev.headers, max_attempts, ev.priority,
+                    ev.delay_seconds, status, len(targets), time_ordered_ids(len(targets)),
+                    [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets])
             if row is None:
                 existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key)
                 raise Conflict(f"an event with idempotency key {ev.idempotency_key!r} already exists",
                                extra={"eventId": str(existing)})
-            if targets:
-                await conn.execute(
-                    q("insert_tasks"), event_id, who.client_id, ev.priority, row["created_at"],
-                    float(ev.delay_seconds), time_ordered_ids(len(targets)), [t[0] for t in targets],
-                    [t[1] for t in targets], [t[2] for t in targets])
-                await conn.execute(q("notify_work"), work_payload(t[1] for t in targets))
-            await count_accepted(conn, who.client_id, 1)   # last: holds the usage row until commit
+        self.signal.wake(t[1] for t in targets)
         return created_json(event_id, ev, max_attempts, status, row["created_at"])
 
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:

@@ -29,9 +29,20 @@ async def connect(url: str) -> asyncpg.Connection:
     return conn
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset query (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL): one round trip saved on every acquire, measured as a share of the API's
+    CPU per request. Pooled connections never carry session state: LISTEN and session advisory
+    locks use connections of their own (`connect`), settings are per transaction. An open
+    transaction is still rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection,
-                                     command_timeout=60)
+                                     command_timeout=60, connection_class=PooledConnection)
     assert pool is not None
     return pool
 

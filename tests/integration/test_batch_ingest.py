@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from control.policy.partitioning import partition_for, target_key
-from control.signalling import WORK_CHANNEL, parse_work_payload
+from control.signalling import WORK_CHANNEL, WorkSignal, parse_work_payload
 from tests.integration.conftest import Caller
 
 BATCH = "/api/v1/events/batch"
@@ -162,3 +162,52 @@ async def test_oversized_batch_body_is_413(app_client: Caller, pool: Any) -> Non
     status, err, _ = await app_client.call("POST", BATCH, big)
     assert status == 413 and err["code"] == "PAYLOAD_TOO_LARGE"
     assert await counts(pool) == (0, 0)
+
+
+async def test_single_creates_wake_their_partitions(app_client: Caller, db_url: str) -> None:
+    """Every stored event's partition is announced, after commit."""
+    listener = await asyncpg.connect(db_url)
+    got: list[int] = []
+    notifies = 0
+
+    def on_work(*args: Any) -> None:
+        nonlocal notifies
+        notifies += 1
+        got.extend(parse_work_payload(args[3]))
+
+    await listener.add_listener(WORK_CHANNEL, on_work)
+    dests = [f"https://h{i}.example.com/hook" for i in range(30)]
+    try:
+        results = await asyncio.gather(*(
+            app_client.call("POST", "/api/v1/events", {"destination": d, "payload": {"n": i}},
+                            {"X-Idempotency-Key": str(uuid.uuid4())}) for i, d in enumerate(dests)))
+        assert all(status == 201 for status, _, _ in results)
+        expected = {partition_for(target_key(None, d), 4096) for d in dests}
+        for _ in range(100):
+            if expected <= set(got):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await listener.close()
+    assert set(got) == expected and 1 <= notifies <= len(dests)
+
+
+async def test_wake_ups_noted_together_go_out_as_one_notify(pool: Any, db_url: str) -> None:
+    listener = await asyncpg.connect(db_url)
+    got: list[str] = []
+    await listener.add_listener(WORK_CHANNEL, lambda *args: got.append(args[3]))
+    try:
+        signal = WorkSignal(pool)
+        signal.wake([7])
+        signal.wake([3, 7])
+        signal.wake([])
+        signal.wake(range(100, 4096))     # too many for one payload: split, nothing lost
+        for _ in range(100):
+            if len(got) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+    finally:
+        await listener.close()
+    assert len(got) == 3
+    assert [x for p in got for x in parse_work_payload(p)] == [3, 7, *range(100, 4096)]

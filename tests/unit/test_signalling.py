@@ -7,7 +7,13 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control.signalling import parse_release_payload, parse_work_payload, release_payload, work_payload
+from control.signalling import (
+    parse_release_payload,
+    parse_work_payload,
+    release_payload,
+    work_payload,
+    work_payloads,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -25,3 +31,16 @@ def test_malformed_release_payloads_are_ignored() -> None:
 def test_work_payload_round_trips_and_skips_junk() -> None:
     assert parse_work_payload(work_payload([5, 1, 5, 3])) == [1, 3, 5]
     assert parse_work_payload("1, x,,2") == [1, 2]
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.sets(st.integers(0, 65_535), max_size=5_000), limit=st.integers(20, 8_000))
+def test_work_payloads_fit_and_cover(parts: set[int], limit: int) -> None:
+    payloads = work_payloads(parts, limit)
+    assert all(len(p) <= limit for p in payloads)
+    got = [x for p in payloads for x in parse_work_payload(p)]
+    assert got == sorted(parts)
+
+
+def test_all_partitions_fit_in_a_few_notifies() -> None:
+    assert len(work_payloads(range(4096))) == 3

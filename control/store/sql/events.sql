@@ -1,16 +1,23 @@
 -- name: insert_event
-INSERT INTO events (id, client_id, project_id, idempotency_key, event_type, destination, payload, headers,
-                    max_attempts, priority, delay_seconds, status, task_count)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (client_id, idempotency_key) DO NOTHING
-RETURNING id, created_at;
-
--- name: insert_tasks
-INSERT INTO tasks (id, event_id, client_id, endpoint_id, partition, status, max_attempts, priority,
-                   next_attempt_at, created_at)
-SELECT u.id, $1, $2, u.endpoint_id, u.partition, 'queued', u.max_attempts, $3,
-       $4::timestamptz + make_interval(secs => $5), $4
-FROM unnest($6::uuid[], $7::uuid[], $8::int[], $9::int[]) AS u(id, endpoint_id, partition, max_attempts);
+-- One event, its deliveries ($14..$17, one array element each) and its count against the monthly
+-- quota, in one statement and so in one transaction: nothing when the idempotency key is taken (no
+-- row back), nothing either when the quota refuses it (mittr_count_usage raises MT402).
+WITH ev AS (
+    INSERT INTO events (id, client_id, project_id, idempotency_key, event_type, destination, payload, headers,
+                        max_attempts, priority, delay_seconds, status, task_count)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (client_id, idempotency_key) DO NOTHING
+    RETURNING id, created_at
+), deliveries AS (
+    INSERT INTO tasks (id, event_id, client_id, endpoint_id, partition, status, max_attempts, priority,
+                       next_attempt_at, created_at)
+    SELECT u.id, ev.id, $2, u.endpoint_id, u.partition, 'queued', u.max_attempts, $10,
+           ev.created_at + make_interval(secs => $11), ev.created_at
+    FROM ev, unnest($14::uuid[], $15::uuid[], $16::int[], $17::int[]) AS u(id, endpoint_id, partition, max_attempts)
+    RETURNING 1
+)
+SELECT ev.id, ev.created_at, mittr_count_usage($2, 1) AS counted
+FROM ev;
 
 -- name: event_id_by_key
 SELECT id FROM events WHERE client_id = $1 AND idempotency_key = $2;
