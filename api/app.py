@@ -13,7 +13,6 @@ from api.context import ApiContext, set_ctx
 from api.docs_page import DOCS_HTML
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
-from api.observability import close as close_observability
 from api.observability import install as install_observability
 from api.routes import openapi_document
 from api.routing import ROUTES
@@ -75,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Application:
     async def stop(application: Application) -> None:
         current = set_ctx(None)
         if current is not None:
-            await close_observability(current)
+            await current.close_services()
             await current.pool.close()
 
     app.on_start += start

@@ -36,6 +36,13 @@ class ApiContext:
             found = self._services[cls] = make(self.pool, self.partitions, self.settings)
         return found  # type: ignore[no-any-return]
 
+    async def close_services(self) -> None:
+        """Let services that hold background work finish it (`aclose`), before the pool closes."""
+        for service in list(self._services.values()):
+            close = getattr(service, "aclose", None)
+            if close is not None:
+                await close()
+
     async def principal(self, request: Request) -> Principal:
         who = await self.auth.authenticate(header(request, b"x-api-key"))
         raw_project = header(request, b"x-project-id")

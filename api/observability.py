@@ -17,12 +17,10 @@ from contextvars import ContextVar
 import orjson
 from blacksheep import Application, Request, Response, WebSocket
 
-from api.context import ApiContext
 from api.handlers.metrics import prometheus
 from api.handlers.stats import STATS_WS_PATH, stats_ws
 from api.http import header
 from control import metrics
-from control.services.poll import PollService
 
 log = logging.getLogger("mittr.api.request")
 REQUEST_ID: ContextVar[str | None] = ContextVar("mittr_request_id", default=None)
@@ -100,8 +98,3 @@ def install(app: Application) -> None:
     app.middlewares.append(request_middleware(app))
     app.router.add_ws(STATS_WS_PATH, stats_ws)
     app.router.add("GET", "/metrics", prometheus)
-
-
-async def close(current: ApiContext) -> None:
-    """Release what the observability services hold (the poll LISTEN connection)."""
-    await current.service(PollService).aclose()

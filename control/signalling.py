@@ -97,6 +97,12 @@ class WorkSignal:
         if self._pending and self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send_soon())
 
+    async def flush(self) -> None:
+        """Wait until what was noted has been sent (on shutdown, before the pool closes)."""
+        sender = self._sender
+        if sender is not None:
+            await sender
+
     async def _send_soon(self) -> None:
         try:
             await asyncio.sleep(self.delay_s)

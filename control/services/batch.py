@@ -88,6 +88,10 @@ class BatchService:
         self.partitions = partitions
         self.signal = WorkSignal(pool)
 
+    async def aclose(self) -> None:
+        """Send the wake-ups still pending (the API worker is stopping)."""
+        await self.signal.flush()
+
     def _partitions(self, events: list[NewEvent]) -> list[int]:
         """Each task's partition, exactly as a single create computes it (once per destination)."""
         by_destination: dict[str, int] = {}

@@ -154,6 +154,10 @@ class EventService:
         self.settings = settings
         self.signal = WorkSignal(pool)
 
+    async def aclose(self) -> None:
+        """Send the wake-ups still pending (the API worker is stopping)."""
+        await self.signal.flush()
+
     async def _targets(self, conn: asyncpg.Connection, who: Principal,
                        ev: NewEvent) -> list[tuple[uuid.UUID | None, int, int]]:
         """(endpoint id, partition, max attempts) per delivery this event makes."""

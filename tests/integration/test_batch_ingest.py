@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from blacksheep import Content
 
 from control.policy.partitioning import partition_for, target_key
 from control.signalling import WORK_CHANNEL, WorkSignal, parse_work_payload
@@ -211,3 +212,33 @@ async def test_wake_ups_noted_together_go_out_as_one_notify(pool: Any, db_url: s
         await listener.close()
     assert len(got) == 3
     assert [x for p in got for x in parse_work_payload(p)] == [3, 7, *range(100, 4096)]
+
+
+async def test_stopping_the_api_sends_pending_wake_ups(db_url: str, pool: Any) -> None:
+    from blacksheep.testing import TestClient
+
+    from api.app import create_app
+    from control.services.keys import create_client, create_key
+    from control.settings import load_settings
+
+    app = create_app(load_settings(env={"DATABASE_URL": db_url}))
+    await app.start()
+    client = await create_client(pool, "tenant-stop")
+    key = (await create_key(pool, client["id"], "admin")).key
+    listener = await asyncpg.connect(db_url)
+    got: list[str] = []
+    await listener.add_listener(WORK_CHANNEL, lambda *args: got.append(args[3]))
+    try:
+        resp = await TestClient(app).post(
+            "/api/v1/events", headers={"X-API-Key": key, "X-Idempotency-Key": "stop-1"},
+            content=Content(b"application/json", orjson.dumps({"destination": "https://s.example.com/h",
+                                                               "payload": {}})))
+        assert resp.status == 201
+        await app.stop()          # at once: the coalescing window has not passed yet
+        for _ in range(50):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await listener.close()
+    assert [parse_work_payload(p) for p in got] == [[partition_for(target_key(None, "https://s.example.com/h"), 4096)]]
