@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import uuid
 
 from blacksheep import Content, Request, Response
 
@@ -15,14 +14,15 @@ from control import metrics
 from control.errors import Unauthorized
 from control.services.principal import Principal
 from control.services.ratelimit import ApiRateLimiter
-from control.services.stats import KeyLimiterState, StatsService
+from control.services.stats import StatsService
 
 _TOKENS = nullable({"type": "number", "description": "tokens in the bucket now (null: unlimited or unknown)"})
 KEY_LIMIT = ROUTES.component("KeyRateLimit", {
     "type": "object", "required": ["keyId", "name", "keyPrefix", "limitPerSec", "tokens", "throttled"],
     "properties": {"keyId": {"type": "string"}, "name": {"type": "string"}, "keyPrefix": {"type": "string"},
                    "limitPerSec": {"type": "integer", "description": "0 = unlimited"}, "tokens": _TOKENS,
-                   "throttled": nullable({"type": "integer"})}})
+                   "throttled": nullable({"type": "integer", "description": "requests refused (429) by every API "
+                                                                            "worker; null: unlimited"})}})
 ENDPOINT_LIMIT = ROUTES.component("EndpointRateLimit", {
     "type": "object",
     "required": ["endpointId", "url", "limitPerSec", "tokens", "throttled", "circuitState", "reportedAt"],
@@ -41,21 +41,13 @@ def stats() -> StatsService:
     return ctx().service(StatsService)
 
 
-def key_limiter_state(key_id: uuid.UUID) -> KeyLimiterState | None:
-    """A key's shared bucket as this API worker last saw it (plus the tokens it has leased); None while
-    this worker has not seen the key. Refusals are this worker's."""
-    state = ctx().service(ApiRateLimiter).state(key_id)
-    if state is None:
-        return None
-    tokens, refused = state
-    return KeyLimiterState(round(tokens, 3), refused)
-
-
 @ROUTES.add("GET", "/api/v1/metrics/rate-limits", "Rate limits: configured, current tokens, throttled",
             "metrics", "metrics:read", response=RATE_LIMITS)
 @authed("metrics:read")
 async def rate_limits(request: Request, who: Principal) -> Response:
-    return json_response(await stats().rate_limits(who, key_limiter_state))
+    # this worker's refusals not yet reported go in first, so that they are in the figures it answers
+    await ctx().service(ApiRateLimiter).report_refusals()
+    return json_response(await stats().rate_limits(who))
 
 
 @ROUTES.add("GET", "/api/v1/metrics/rate-limits/endpoint/{id}", "Rate limit of one endpoint", "metrics",

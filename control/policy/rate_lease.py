@@ -11,6 +11,8 @@ caller passes the time (a monotonic clock) and reports what Postgres granted.
 - Expiry: leased tokens left unspent LEASE_TTL_S after the grant are dropped, not hoarded.
 - Empty: when Postgres grants nothing, the worker refuses locally until a whole token can have
   accrued (that wait is also the Retry-After), so refused traffic does not reach Postgres.
+- Refusals: counted here until reported to the key's shared count (`report`), which the caller
+  does with its next take from the bucket, or in the background when none comes.
 
 Bounds, with W workers holding a lease on one key and c = max(1, limit // FETCHES_PER_SECOND):
 over any window of w seconds the shared bucket grants at most limit·(w + 1) tokens (rate plus one
@@ -39,7 +41,7 @@ class KeyLease:
     empty_until: float = -math.inf      # the shared bucket had no whole token: refuse locally until then
     shared_left: float = math.nan       # the shared bucket's tokens after the last grant (nan: never asked)
     seen_at: float = 0.0                # when that was
-    refused: int = 0                    # requests this worker refused
+    unreported: int = 0                 # requests this worker refused, not yet added to the shared count
     _window_start: float = -math.inf
     _window_count: int = 0
     _previous_count: int = 0
@@ -70,6 +72,15 @@ class KeyLease:
     def refuses(self, now: float) -> bool:
         """True while the shared bucket is known to hold no whole token."""
         return now < self.empty_until
+
+    def refuse(self) -> None:
+        """Count one request refused (while `refuses`)."""
+        self.unreported += 1
+
+    def report(self) -> int:
+        """The refusals not yet reported, now handed to the caller to add to the shared count."""
+        n, self.unreported = self.unreported, 0
+        return n
 
     def granted(self, n: int, left: float, now: float) -> None:
         """Postgres granted `n` tokens and has `left` after the grant. Replaces the (empty or void) lease."""

@@ -4,8 +4,6 @@ WebSocket), rate-limit figures, and the database half of the Prometheus metrics.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -20,14 +18,6 @@ from control.validate import uuid_or_404
 
 QUEUE_STATES = ("queued", "delivering", "failed")
 MAX_RATE_LIMIT_ENDPOINTS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class KeyLimiterState:
-    """An API key's live limiter figures, as the API worker answering sees them."""
-
-    tokens: float
-    throttled: int | None     # None: the limiter does not count refusals
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -82,21 +72,21 @@ class StatsService:
         return list(await self.pool.fetch(q("rate_limit_endpoints"), who.client_id, who.project_id, endpoint_id,
                                           self.shard_stale_s, MAX_RATE_LIMIT_ENDPOINTS))
 
-    async def rate_limits(self, who: Principal,
-                          key_state: Callable[[uuid.UUID], KeyLimiterState | None]) -> dict[str, Any]:
+    async def rate_limits(self, who: Principal) -> dict[str, Any]:
         """Every active API key and endpoint of the tenant: configured limit, tokens, throttled.
 
-        A key this worker has not seen yet has a full bucket; a limit of 0 is unlimited (tokens null).
+        Key figures are global (every API worker's): the key's shared bucket and its reported refusals;
+        a key never used has a full bucket and none. A limit of 0 is unlimited (tokens and throttled null).
         """
-        keys = await self.pool.fetch(q("rate_limit_keys"), who.client_id, who.project_id)
+        keys = await self.pool.fetch(q("rate_limit_keys"), who.client_id, who.project_id, self.default_key_limit)
         out_keys = []
         for k in keys:
-            limit = k["rate_limit"] if k["rate_limit"] is not None else self.default_key_limit
-            live = key_state(k["id"]) if limit > 0 else None
+            limit, tokens = k["limit_per_sec"], k["tokens"]
+            limited = limit > 0
             out_keys.append({
                 "keyId": str(k["id"]), "name": k["name"], "keyPrefix": k["key_prefix"], "limitPerSec": limit,
-                "tokens": None if limit <= 0 else (live.tokens if live else float(limit)),
-                "throttled": live.throttled if live else None})
+                "tokens": (float(limit) if tokens is None else round(tokens, 3)) if limited else None,
+                "throttled": (k["refused"] or 0) if limited else None})
         endpoints = await self._endpoints(who, None)
         return {"apiKeys": out_keys, "endpoints": [endpoint_limit_json(r) for r in endpoints]}
 

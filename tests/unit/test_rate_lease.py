@@ -15,15 +15,16 @@ EPS = 1e-9
 
 class SharedBucket:
     """What `rate_bucket_take` computes: refill by elapsed time * rate, capped at one second's worth,
-    grant min(wanted, whole tokens)."""
+    grant min(wanted, whole tokens), and add the refusals the taker reports to the key's count."""
 
     def __init__(self, rate: int) -> None:
-        self.rate, self.tokens, self.at = rate, float(rate), 0.0
+        self.rate, self.tokens, self.at, self.refused = rate, float(rate), 0.0, 0
 
     def level(self, now: float) -> float:
         return min(float(self.rate), self.tokens + max(0.0, now - self.at) * self.rate)
 
-    def take(self, wanted: int, now: float) -> tuple[int, float]:
+    def take(self, wanted: int, now: float, refused: int = 0) -> tuple[int, float]:
+        self.refused += refused
         self.tokens, self.at = self.level(now), max(self.at, now)
         granted = min(wanted, math.floor(self.tokens))
         self.tokens -= granted
@@ -37,9 +38,9 @@ def request(lease: KeyLease, shared: SharedBucket, now: float) -> bool:
         if lease.take(now):
             return True
         if lease.refuses(now):
-            lease.refused += 1
+            lease.refuse()
             return False
-        granted, left = shared.take(lease.chunk(), now)
+        granted, left = shared.take(lease.chunk(), now, lease.report())
         lease.granted(granted, left, now)
     raise AssertionError("the lease keeps asking without allowing or refusing")
 
@@ -86,6 +87,18 @@ def test_an_empty_shared_bucket_is_remembered_until_a_token_can_exist() -> None:
     assert not lease.refuses(11.0)
 
 
+def test_refusals_are_handed_over_once_for_the_shared_count() -> None:
+    lease = KeyLease(1)
+    lease.granted(0, 0.0, 0.0)
+    for _ in range(3):
+        assert lease.refuses(0.5)
+        lease.refuse()
+    assert lease.report() == 3
+    assert lease.report() == 0                         # reported: not counted twice
+    lease.refuse()
+    assert lease.unreported == 1
+
+
 def test_remaining_and_reset_follow_the_shared_bucket_as_last_seen() -> None:
     lease = KeyLease(10)
     assert lease.remaining(0.0) == 10 and lease.full_in(0.0) == 0   # never seen: full
@@ -119,7 +132,9 @@ def test_workers_together_stay_within_the_documented_bound(events: list[tuple[fl
     """Over any window of w seconds, W workers allow at most limit·(w + 1) + W·c, c the largest chunk."""
     shared = SharedBucket(limit)
     leases = [KeyLease(limit) for _ in range(workers)]
-    allowed = sorted(t for t, w in sorted(events) if request(leases[w % workers], shared, t))
+    outcomes = [(t, request(leases[w % workers], shared, t)) for t, w in sorted(events)]
+    allowed = sorted(t for t, ok in outcomes if ok)
+    assert shared.refused + sum(lease.unreported for lease in leases) == len(outcomes) - len(allowed)
     chunk = max(1, limit // FETCHES_PER_SECOND)
     for i, start in enumerate(allowed):
         for width in (0.0, 0.1, 0.5, 1.0, 2.0):
@@ -132,9 +147,13 @@ def test_one_worker_is_refused_only_when_the_shared_bucket_is_empty(events: list
                                                                     limit: int) -> None:
     shared = SharedBucket(limit)
     lease = KeyLease(limit)
+    refused = 0
     for t, _ in sorted(events):
         if not request(lease, shared, t):
+            refused += 1
             assert shared.level(t) < 1 + EPS
             assert lease.retry_after(t) >= 1
         assert 0 <= lease.remaining(t) <= limit
         assert 1 <= lease.chunk() <= max(1, limit // FETCHES_PER_SECOND)
+    # each refusal counted once: reported with a later take, or still to report
+    assert shared.refused + lease.unreported == refused

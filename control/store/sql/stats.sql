@@ -44,11 +44,20 @@ WHERE updated_at > now() - make_interval(secs => $1)
 ORDER BY lo;
 
 -- name: rate_limit_keys
-SELECT id, name, key_prefix, rate_limit, project_id
-FROM api_keys
-WHERE client_id = $1 AND is_active AND ($2::uuid IS NULL OR project_id = $2)
-  AND (expires_at IS NULL OR expires_at > now())
-ORDER BY created_at, id;
+-- A tenant's active API keys with their limit (the key's own, else $3 = api.default_rate_limit) and
+-- their shared bucket (api_rate_buckets; no row while the key was never used): the tokens in it now,
+-- refilled read-only by the database clock exactly as rate_bucket_take would, and the requests every
+-- worker refused and reported.
+SELECT k.id, k.name, k.key_prefix, k.project_id, l.per_sec AS limit_per_sec,
+       least(l.per_sec, b.tokens + l.per_sec * greatest(0.0, extract(epoch FROM clock_timestamp() - b.refilled_at)::float8))
+           AS tokens,
+       b.refused
+FROM api_keys k
+CROSS JOIN LATERAL (SELECT coalesce(k.rate_limit, $3::integer) AS per_sec) l
+LEFT JOIN api_rate_buckets b ON b.bucket_key = k.id
+WHERE k.client_id = $1 AND k.is_active AND ($2::uuid IS NULL OR k.project_id = $2)
+  AND (k.expires_at IS NULL OR k.expires_at > now())
+ORDER BY k.created_at, k.id;
 
 -- name: rate_limit_endpoints
 -- A tenant's endpoints with the live figures of the shard holding them, when fresh.
