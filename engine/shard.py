@@ -493,8 +493,11 @@ class Shard:
                 if wait is not None:
                     delay = min(max(delay, int(wait * 1000)), cap)
             next_at = now + timedelta(milliseconds=delay)
-            # FIFO heads stay in memory whatever the delay: the keys behind them must wait.
-            keep = fifo or delay <= self.horizon_s * 1000
+            # FIFO heads stay in memory whatever the delay: the keys behind them must wait. A copy
+            # withdrawn mid-send (its event now goes elsewhere) gives its claim up, unless this
+            # shard already holds the new copy, so whoever owns the new destination can claim it.
+            keep = (fifo or delay <= self.horizon_s * 1000) and (
+                not task.superseded or task.id in self.dispatcher.holder)
         overhead_ns = prep_ns + (time.perf_counter_ns() - r.done_ns)
         return Outcome(
             task=task, attempt_id=time_ordered_ids(1)[0], attempt_number=task.attempts, status_code=r.status_code,

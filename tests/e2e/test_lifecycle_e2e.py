@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from control.policy.partitioning import partition_for, shard_for, target_key
+from tests.e2e.conftest import sink_on_shard
 from tests.support.server import Api
 from tests.support.sink import Sink
 
@@ -93,29 +93,14 @@ async def test_batch_ingest_delivers_and_batch_retry_revives(api: Api, sink: Sin
     assert len(sink.at("/batch-down")) == 2
 
 
-PARTITIONS, SHARDS = 4096, 2      # the template database's partitions; the module server's shards
-
-
-def shard_of(sink: Sink) -> int:
-    return shard_for(partition_for(target_key(None, sink.url), PARTITIONS), PARTITIONS, SHARDS)
-
-
 @pytest.fixture(params=["same shard", "other shard"])
 async def second_sink(request: pytest.FixtureRequest, sink: Sink) -> AsyncIterator[Sink]:
     """A receiver on another origin whose deliveries the same shard as `sink`'s (or the other one) makes."""
-    want_same = request.param == "same shard"
-    tried: list[Sink] = []
+    s = await sink_on_shard(sink, request.param == "same shard")
     try:
-        while True:
-            s = await Sink().start()
-            if (shard_of(s) == shard_of(sink)) == want_same:
-                break
-            tried.append(s)
         yield s
-        await s.stop()
     finally:
-        for t in tried:
-            await t.stop()
+        await s.stop()
 
 
 async def test_edited_destination_is_not_also_sent_to_the_old_one(api: Api, sink: Sink, second_sink: Sink) -> None:
