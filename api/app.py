@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from blacksheep import Application, Content, Request, Response
 from blacksheep.server.routing import Router
 
@@ -16,14 +15,12 @@ from api.http import error_response, json_response
 from api.observability import install as install_observability
 from api.routes import openapi_document
 from api.routing import ROUTES
-from control.errors import ApiError, NotFound
+from control.errors import ApiError, NotFound, Unavailable
 from control.services.keys import KeyAuthenticator
 from control.settings import Settings, load_settings
-from control.store.db import create_pool, partitions_of
+from control.store.db import DATABASE_DOWN, create_pool, partitions_of
 
 log = logging.getLogger("mittr.api")
-DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                 asyncpg.AdminShutdownError, asyncpg.InterfaceError)
 DOCS_PAGE = DOCS_HTML.encode()
 
 
@@ -57,8 +54,7 @@ def create_app(settings: Settings | None = None) -> Application:
         if isinstance(exc, DATABASE_DOWN):
             # Nothing was accepted; the client may retry with the same idempotency key.
             log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
-            return json_response({"error": "database unavailable, retry shortly", "code": "UNAVAILABLE"}, 503,
-                                 {"Retry-After": "1"})
+            return error_response(Unavailable())
         log.exception("unhandled error", extra={"path": request.path})
         return json_response({"error": "internal server error", "code": "INTERNAL"}, 500)
 

@@ -10,9 +10,10 @@ from blacksheep import Request, Response
 
 from api.context import ctx
 from api.routes import RouteTable
-from control.errors import ApiError, RateLimited
+from control.errors import ApiError, RateLimited, Unavailable
 from control.services.principal import Principal
 from control.services.ratelimit import ApiRateLimiter
+from control.store.db import DATABASE_DOWN
 
 log = logging.getLogger("mittr.api")
 ROUTES = RouteTable()
@@ -43,6 +44,9 @@ def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Respo
             except ApiError as exc:
                 exc.headers = {**limits, **exc.headers}
                 raise
+            except DATABASE_DOWN as exc:
+                log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
+                raise Unavailable(limits) from exc
             except Exception as exc:
                 log.exception("unhandled error", extra={"path": request.path})
                 raise ApiError("internal server error", code="INTERNAL", status=500, headers=limits) from exc

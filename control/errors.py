@@ -60,3 +60,13 @@ class QuotaExceeded(ApiError):
 
 class RateLimited(ApiError):
     status, code = 429, "RATE_LIMITED"
+
+
+class Unavailable(ApiError):
+    """The database cannot be reached: nothing was accepted, and the client may retry with the
+    same idempotency key."""
+    status = 503
+    code = "UNAVAILABLE"
+
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        super().__init__("database unavailable, retry shortly", headers={**(headers or {}), "Retry-After": "1"})

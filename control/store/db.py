@@ -12,6 +12,9 @@ import orjson
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x6D69_7474_72  # advisory lock key: two processes never migrate at once
 log = logging.getLogger("mittr.store")
+# What a lost or unreachable database raises (the API answers 503 UNAVAILABLE for these).
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                 asyncpg.AdminShutdownError, asyncpg.InterfaceError)
 
 
 def _dumps(value: Any) -> str:

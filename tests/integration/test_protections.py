@@ -169,3 +169,23 @@ async def test_docs_page_is_self_contained_html(app_client: Caller) -> None:
 async def test_unknown_project_is_404(app_client: Caller, path: str) -> None:
     status, err, _ = await app_client.call("GET", path, headers={"X-Project-ID": str(uuid.uuid4())})
     assert status == 404 and err["code"] == "NOT_FOUND"
+
+
+async def test_database_lost_inside_a_handler_answers_503_with_rate_headers(app_client: Caller, db_url: str) -> None:
+    """The key was checked already (cached), then the handler's query finds no database: 503
+    UNAVAILABLE with Retry-After, never a 500, and nothing stored."""
+    from api.context import ctx
+    from control.services.events import EventService
+    from control.store.db import create_pool
+
+    status, _, _ = await app_client.call("GET", "/api/v1/events")      # authenticates and caches the key
+    assert status == 200
+    gone = await create_pool(db_url, 1, 1)
+    await gone.close()                                                 # any use now raises InterfaceError
+    ctx()._services[EventService] = EventService(gone, 4096)
+    status, err, resp = await app_client.call("POST", "/api/v1/events",
+                                              {"destination": "https://a.example.com/h", "payload": {}},
+                                              {"X-Idempotency-Key": str(uuid.uuid4())})
+    assert status == 503 and err == {"error": "database unavailable, retry shortly", "code": "UNAVAILABLE"}, err
+    assert resp.get_first_header(b"retry-after") == b"1"
+    assert resp.get_first_header(b"x-ratelimit-limit") is not None
