@@ -11,13 +11,14 @@ import asyncpg
 
 from control.crypto import box_for
 from control.errors import BadRequest, NotFound
-from control.jsonfmt import decode_cursor, iso, page
+from control.jsonfmt import iso
 from control.policy.filters import FilterError, compile_filter
 from control.policy.jsonpath import compile_path
 from control.policy.partitioning import partition_for
 from control.policy.signing import generate_secret
 from control.policy.transform import TransformError, check_transformation
 from control.services.mtls import check_pair
+from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.settings import Settings
 from control.signalling import notify_endpoint_changed, notify_work
@@ -220,23 +221,13 @@ class EndpointService:
         return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]}, include_secret=True)
 
     async def _get_row(self, who: Principal, endpoint_id: str) -> asyncpg.Record:
-        try:
-            eid = uuid.UUID(endpoint_id)
-        except ValueError as exc:
-            raise NotFound("endpoint not found") from exc
-        row = await self.pool.fetchrow(q("get_endpoint"), eid, who.client_id, who.project_id)
-        if row is None:
-            raise NotFound("endpoint not found")
-        return row
+        return await owned_row(self.pool, "get_endpoint", endpoint_id, who, "endpoint")
 
     async def get(self, who: Principal, endpoint_id: str) -> dict[str, Any]:
         return endpoint_json(await self._get_row(who, endpoint_id))
 
     async def list(self, who: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
-        after, after_id = decode_cursor(cursor)
-        rows = await self.pool.fetch(q("list_endpoints"), who.client_id, who.project_id, after, after_id,
-                                     limit + 1)
-        return page([endpoint_json(r) for r in rows], list(rows), limit)
+        return await owned_page(self.pool, "list_endpoints", who, limit, cursor, endpoint_json)
 
     async def update(self, who: Principal, endpoint_id: str, body: Any) -> dict[str, Any]:
         current = await self._get_row(who, endpoint_id)

@@ -14,7 +14,8 @@ from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
 from control.errors import BadRequest, Conflict, NotFound
-from control.jsonfmt import decode_cursor, iso, page
+from control.jsonfmt import iso
+from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
@@ -180,11 +181,7 @@ class EventTypeService:
         return event_type_json(row)
 
     async def _row(self, who: Principal, type_id: str) -> asyncpg.Record:
-        row = await self.pool.fetchrow(q("get_event_type"), uuid_or_404(type_id, "event type"), who.client_id,
-                                       who.project_id)
-        if row is None:
-            raise NotFound("event type not found")
-        return row
+        return await owned_row(self.pool, "get_event_type", type_id, who, "event type")
 
     async def get(self, who: Principal, type_id: str) -> dict[str, Any]:
         return event_type_json(await self._row(who, type_id))
@@ -196,10 +193,7 @@ class EventTypeService:
         return event_type_json(row)
 
     async def list(self, who: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
-        after, after_id = decode_cursor(cursor)
-        rows = await self.pool.fetch(q("list_event_types"), who.client_id, who.project_id, after, after_id,
-                                     limit + 1)
-        return page([event_type_json(r) for r in rows], list(rows), limit)
+        return await owned_page(self.pool, "list_event_types", who, limit, cursor, event_type_json)
 
     async def update(self, who: Principal, type_id: str, body: Any) -> dict[str, Any]:
         current = await self._row(who, type_id)

@@ -11,11 +11,12 @@ from typing import Any
 import asyncpg
 import orjson
 
-from control.errors import BadRequest, Conflict, NotFound
-from control.jsonfmt import decode_cursor, iso, page
+from control.errors import BadRequest, Conflict
+from control.jsonfmt import iso
 from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
 from control.services.event_types import validate_event_payload
+from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.services.usage import quota_checked
 from control.settings import Settings
@@ -199,14 +200,7 @@ class EventService:
         return created_json(event_id, ev, max_attempts, status, row["created_at"])
 
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:
-        try:
-            eid = uuid.UUID(event_id)
-        except ValueError as exc:
-            raise NotFound("event not found") from exc
-        row = await self.pool.fetchrow(q("get_event"), eid, who.client_id, who.project_id)
-        if row is None:
-            raise NotFound("event not found")
-        return row
+        return await owned_row(self.pool, "get_event", event_id, who, "event")
 
     async def get(self, who: Principal, event_id: str) -> dict[str, Any]:
         row = await self._event_row(who, event_id)
@@ -229,10 +223,7 @@ class EventService:
     async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: must be one of {', '.join(EVENT_STATUSES)}")
-        after, after_id = decode_cursor(cursor)
-        rows = await self.pool.fetch(q("list_events"), who.client_id, who.project_id, status, after,
-                                     after_id, limit + 1)
-        return page([event_summary_json(r) for r in rows], list(rows), limit)
+        return await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,))
 
 
 __all__ = ["WORK_CHANNEL", "EventService", "parse_event"]
