@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,6 +24,7 @@ from aiohttp.abc import ResolveResult
 from control.policy.signing import sign_v1
 from engine.policy.ssrf import AddressPolicy
 
+A = TypeVar("A")
 log = logging.getLogger("mittr.engine.sender")
 USER_AGENT = "Mittr-Webhooks/0.1"
 _POLICY: contextvars.ContextVar[AddressPolicy] = contextvars.ContextVar("mittr_address_policy")
@@ -46,6 +47,20 @@ class AddressRefused(OSError):
     """Every address the host resolved to is refused by the SSRF policy."""
 
 
+def screened(policy: AddressPolicy, host: str, candidates: list[A], address: Callable[[A], str]) -> list[A]:
+    """The candidates whose address the policy allows; AddressRefused (naming why) when none is."""
+    allowed, reasons = [], []
+    for candidate in candidates:
+        reason = policy.refusal(address(candidate))
+        if reason is None:
+            allowed.append(candidate)
+        else:
+            reasons.append(reason)
+    if not allowed:
+        raise AddressRefused("; ".join(reasons[:3]) or f"{host} resolved to no address")
+    return allowed
+
+
 class GuardedConnector(aiohttp.TCPConnector):
     """Checks every resolved address (IP literals and DNS cache hits included) at connect time,
     so DNS rebinding cannot slip an internal address past a check made earlier."""
@@ -55,17 +70,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         policy = _POLICY.get(None)
         if policy is None:
             raise AddressRefused("no address policy in force")
-        allowed = []
-        reasons = []
-        for h in hosts:
-            reason = policy.refusal(h["host"])
-            if reason is None:
-                allowed.append(h)
-            else:
-                reasons.append(reason)
-        if not allowed:
-            raise AddressRefused("; ".join(reasons[:3]) or f"{host} resolved to no address")
-        return allowed
+        return screened(policy, host, hosts, lambda h: h["host"])
 
 
 @dataclass(slots=True)
@@ -434,16 +439,7 @@ class Sender:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
                 found = list(dict.fromkeys(str(info[4][0]) for info in infos))
                 self._dns[(host, port)] = (time.monotonic() + 30, found)
-        allowed, reasons = [], []
-        for address in found:
-            reason = policy.refusal(address)
-            if reason is None:
-                allowed.append(address)
-            else:
-                reasons.append(reason)
-        if not allowed:
-            raise AddressRefused("; ".join(reasons[:3]) or f"{host} resolved to no address")
-        return allowed
+        return screened(policy, host, found, str)
 
     async def _connect(self, pool: list[tuple[float, _Conn]], host: str, port: int, ctx: ssl.SSLContext | None,
                        policy: AddressPolicy, data: bytes, ex: _Exchange) -> None:
