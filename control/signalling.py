@@ -70,12 +70,12 @@ def parse_release_payload(payload: str) -> tuple[int, str, list[uuid.UUID]] | No
 async def notify_work(conn: asyncpg.Connection | asyncpg.Pool, partitions: Iterable[int]) -> None:
     payload = work_payload(partitions)
     if payload:
-        await conn.execute("SELECT pg_notify($1, $2)", WORK_CHANNEL, payload)
+        await conn.execute(q("notify_work"), payload)
 
 
 async def notify_endpoint_changed(conn: asyncpg.Connection | asyncpg.Pool, endpoint_id: uuid.UUID,
                                   partition: int) -> None:
-    await conn.execute("SELECT pg_notify($1, $2)", ENDPOINT_CHANNEL, f"{endpoint_id}:{partition}")
+    await conn.execute(q("notify_endpoint"), f"{endpoint_id}:{partition}")
 
 
 class WorkSignal:

@@ -23,7 +23,11 @@ FROM ev;
 SELECT id FROM events WHERE client_id = $1 AND idempotency_key = $2;
 
 -- name: notify_work
+-- The NOTIFY channels (control/signalling.py says what each payload holds).
 SELECT pg_notify('mittr_work', $1);
+
+-- name: notify_endpoint
+SELECT pg_notify('mittr_endpoint', $1);
 
 -- name: get_event
 SELECT id, idempotency_key, event_type, destination, payload, headers, status, attempts, max_attempts,
