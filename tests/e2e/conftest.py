@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from control.policy.partitioning import partition_for, shard_for, target_key
 from tests.conftest import _create_db, _drop_db
 from tests.support.pg import with_database
 from tests.support.server import Api, MittrServer
@@ -47,24 +46,3 @@ async def sink() -> AsyncIterator[Sink]:
     finally:
         await s.stop()
 
-
-PARTITIONS = 4096      # the template database's partitions
-
-
-def shard_of(sink: Sink, shards: int = 2) -> int:
-    """Which of the module server's shards delivers to this sink's origin."""
-    return shard_for(partition_for(target_key(None, sink.url), PARTITIONS), PARTITIONS, shards)
-
-
-async def sink_on_shard(reference: Sink, same_shard: bool, shards: int = 2) -> Sink:
-    """A started receiver on a new origin that the same shard as `reference`'s (or another) serves."""
-    spares: list[Sink] = []
-    try:
-        while True:
-            s = await Sink().start()
-            if (shard_of(s, shards) == shard_of(reference, shards)) == same_shard:
-                return s
-            spares.append(s)
-    finally:
-        for spare in spares:
-            await spare.stop()

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.e2e.conftest import sink_on_shard
 from tests.support.server import Api
-from tests.support.sink import Sink
+from tests.support.sink import Sink, sink_on_shard
 
 pytestmark = pytest.mark.e2e
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from control.policy.partitioning import partition_for, shard_for, target_key
+
 
 @dataclass
 class Received:
@@ -98,3 +100,25 @@ class Sink:
         async with self._arrived:
             await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.at(path)) >= count), timeout)
         return self.at(path)
+
+
+PARTITIONS = 4096      # the template database's partitions
+
+
+def shard_of(sink: Sink, shards: int = 2) -> int:
+    """Which of a `mittr serve` test server's shards delivers to this sink's origin."""
+    return shard_for(partition_for(target_key(None, sink.url), PARTITIONS), PARTITIONS, shards)
+
+
+async def sink_on_shard(reference: Sink, same_shard: bool, shards: int = 2) -> Sink:
+    """A started receiver on a new origin that the same shard as `reference`'s (or another) serves."""
+    spares: list[Sink] = []
+    try:
+        while True:
+            s = await Sink().start()
+            if (shard_of(s, shards) == shard_of(reference, shards)) == same_shard:
+                return s
+            spares.append(s)
+    finally:
+        for spare in spares:
+            await spare.stop()
