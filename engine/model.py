@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from control.policy.jsonpath import compile_path
-from engine.policy.ssrf import AddressPolicy
+from control.policy.ssrf import AddressPolicy
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp.abc import ResolveResult
 
 from control.policy.signing import sign_v1
-from engine.policy.ssrf import AddressPolicy
+from control.policy.ssrf import AddressPolicy
 
 A = TypeVar("A")
 log = logging.getLogger("mittr.engine.sender")

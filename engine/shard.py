@@ -26,6 +26,7 @@ from control.crypto import box_for
 from control.logs import setup_logging
 from control.policy.partitioning import shard_ranges, target_key
 from control.policy.signing import standard_webhook_headers
+from control.policy.ssrf import AddressPolicy
 from control.policy.transform import TransformRunner
 from control.services.events import time_ordered_ids
 from control.services.retention import RetentionPolicy, prune_on_schedule
@@ -43,7 +44,6 @@ from engine.dispatch import Dispatcher, Finish, Target
 from engine.model import EndpointConfig, Outcome, Task, ed25519_key, fifo_key
 from engine.policy.backoff import backoff_delay_ms, parse_retry_after
 from engine.policy.breaker import CircuitBreaker
-from engine.policy.ssrf import AddressPolicy
 from engine.sender import Senders, SendResult, delivery_headers
 from engine.stats import EndpointLimiterStats, ShardStats, limiter_stats, report_loop
 from engine.writer import OutcomeWriter

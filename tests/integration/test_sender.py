@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.policy.ssrf import AddressPolicy
+from control.policy.ssrf import AddressPolicy
 from engine.sender import Senders
 from tests.support.certs import make_pki
 from tests.support.sink import Sink

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.policy.ssrf import AddressPolicy
+from control.policy.ssrf import AddressPolicy
 from engine.sender import Senders
 
 OPEN = AddressPolicy.build(allow_private=True)

@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from control.policy.ssrf import AddressPolicy
 from engine.dispatch import Dispatcher, Target
 from engine.model import EndpointConfig, Task
-from engine.policy.ssrf import AddressPolicy
 
 T0 = 1_700_000_000_000
 

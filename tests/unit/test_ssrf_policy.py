@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.policy.ssrf import AddressPolicy
+from control.policy.ssrf import AddressPolicy
 
 DEFAULT = AddressPolicy.build(allow_private=False)
 
