@@ -10,6 +10,7 @@ from api.context import ctx
 from api.http import header, json_response, query_one, read_json
 from api.routes import list_of, nullable
 from api.routing import PAGE, ROUTES, authed, route_id
+from control.policy.waiting import PENDING_STATUSES, REASONS
 from control.services.batch import MAX_BATCH, BatchService
 from control.services.events import EVENT_STATUSES, MAX_ATTEMPTS_CAP, EventService
 from control.services.lifecycle import RETRY_LIMIT_MAX, LifecycleService
@@ -55,6 +56,22 @@ ATTEMPT = ROUTES.component("DeliveryAttempt", {
         "error": {"type": "string"}, "errorCategory": nullable({"type": "string"}),
         "outcome": {"type": "string", "enum": ["success", "failure", "timeout"]},
         "durationMs": {"type": "integer"}, "processingOverheadUs": {"type": "integer"}, "attemptedAt": TIME}})
+PENDING = ROUTES.component("PendingDelivery", {
+    "type": "object",
+    "required": ["endpointId", "destination", "status", "attempts", "nextAttemptAt", "waitingReason"],
+    "properties": {
+        "endpointId": nullable({"type": "string"}),
+        "destination": nullable({"type": "string", "description": "direct events only"}),
+        "status": {"type": "string", "enum": list(PENDING_STATUSES)}, "attempts": {"type": "integer"},
+        "nextAttemptAt": nullable({**TIME, "description": "earliest start of the next attempt (in the past: "
+                                                          "due now); null while in flight or paused"}),
+        "waitingReason": {"type": "string", "enum": list(REASONS), "description": (
+            "in_flight: an attempt is under way; endpoint_paused: until the endpoint is resumed; "
+            "circuit_open: the endpoint's breaker is open or probing; retry_scheduled: a retry's backoff; "
+            "delayed: delaySeconds; awaiting_poll: for the poll-mode endpoint's consumer; rate_limited: "
+            "for a token of the endpoint's rateLimitPerSec; queued: due, for a shard to send it")}}})
+PENDING_LIST: dict[str, Any] = {"type": "array", "items": PENDING,
+                                "description": "the deliveries not yet delivered nor dead, and why each waits"}
 _SUMMARY_PROPS: dict[str, Any] = {
     "id": {"type": "string"}, "idempotencyKey": {"type": "string"}, "destination": nullable({"type": "string"}),
     "eventType": nullable({"type": "string"}), "status": STATUS, "attempts": {"type": "integer"},
@@ -67,10 +84,10 @@ EVENT_CREATED = ROUTES.component("EventCreated", {
     "type": "object", "required": list(_SUMMARY_PROPS),
     "properties": {**_SUMMARY_PROPS, "delaySeconds": {"type": "integer"}}})
 EVENT = ROUTES.component("Event", {
-    "type": "object", "required": [*_SUMMARY_PROPS, "payload", "headers", "deliveryAttempts"],
+    "type": "object", "required": [*_SUMMARY_PROPS, "payload", "headers", "deliveryAttempts", "pending"],
     "properties": {**_SUMMARY_PROPS, "deliveredAt": nullable(TIME), "updatedAt": TIME,
                    "delaySeconds": {"type": "integer"}, "payload": {"type": "object"}, "headers": HEADERS_SCHEMA,
-                   "deliveryAttempts": {"type": "array", "items": ATTEMPT}}})
+                   "deliveryAttempts": {"type": "array", "items": ATTEMPT}, "pending": PENDING_LIST}})
 BATCH_CREATED: dict[str, Any] = {
     "type": "object", "required": ["events", "count"],
     "properties": {"count": {"type": "integer"}, "events": {"type": "array", "items": {
@@ -80,8 +97,9 @@ RETRIED: dict[str, Any] = {
     "type": "object", "required": ["retried", "eventIds"],
     "properties": {"retried": {"type": "integer"}, "eventIds": {"type": "array", "items": {"type": "string"}}}}
 EVENT_ATTEMPTS: dict[str, Any] = {
-    "type": "object", "required": ["deliveries", "count"],
-    "properties": {"deliveries": {"type": "array", "items": ATTEMPT}, "count": {"type": "integer"}}}
+    "type": "object", "required": ["deliveries", "count", "pending"],
+    "properties": {"deliveries": {"type": "array", "items": ATTEMPT}, "count": {"type": "integer"},
+                   "pending": PENDING_LIST}}
 
 
 def events() -> EventService:
@@ -153,8 +171,8 @@ async def replay_event(request: Request, who: Principal) -> Response:
     return json_response(await lifecycle().replay(who, route_id(request)))
 
 
-@ROUTES.add("GET", "/api/v1/events/{id}/deliveries", "Every attempt for an event", "deliveries",
-            "events:read", response=EVENT_ATTEMPTS)
+@ROUTES.add("GET", "/api/v1/events/{id}/deliveries", "Every attempt for an event, and its pending deliveries",
+            "deliveries", "events:read", response=EVENT_ATTEMPTS)
 @authed("events:read")
 async def event_deliveries(request: Request, who: Principal) -> Response:
     return json_response(await events().deliveries(who, route_id(request)))

@@ -15,6 +15,7 @@ from control.errors import BadRequest, Conflict
 from control.jsonfmt import iso
 from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
+from control.policy.waiting import EndpointState, PendingTask, waiting
 from control.services.event_types import validate_event_payload
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
@@ -133,6 +134,25 @@ def attempt_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+def pending_json(row: asyncpg.Record) -> dict[str, Any]:
+    """One undelivered delivery of an event: where it goes, and why and until when it waits."""
+    endpoint = None
+    if row["has_endpoint"]:
+        endpoint = EndpointState(row["endpoint_status"], row["delivery_mode"], row["rate_limit_per_sec"],
+                                 row["circuit_state"], row["circuit_threshold"], row["circuit_opened_at"],
+                                 row["circuit_reset_ms"])
+    reason, next_at = waiting(PendingTask(row["status"], row["attempts"], row["next_attempt_at"],
+                                          row["poll_visible_at"], endpoint), row["now"])
+    return {
+        "endpointId": str(row["endpoint_id"]) if row["endpoint_id"] else None,
+        "destination": row["destination"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "nextAttemptAt": iso(next_at),
+        "waitingReason": reason,
+    }
+
+
 def event_summary_json(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
@@ -202,23 +222,30 @@ class EventService:
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:
         return await owned_row(self.pool, "get_event", event_id, who, "event")
 
+    async def _history(self, who: Principal, row: asyncpg.Record) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The event's attempts so far and its deliveries still to make."""
+        attempts = await self.pool.fetch(q("event_attempts"), row["id"], who.client_id)
+        pending = await self.pool.fetch(q("event_pending_tasks"), row["id"], who.client_id, who.project_id)
+        return [attempt_json(a) for a in attempts], [pending_json(p) for p in pending]
+
     async def get(self, who: Principal, event_id: str) -> dict[str, Any]:
         row = await self._event_row(who, event_id)
-        attempts = await self.pool.fetch(q("event_attempts"), row["id"], who.client_id)
+        attempts, pending = await self._history(who, row)
         out = event_summary_json(row)
         out.update({
             "payload": orjson.Fragment(row["payload"]),
             "headers": row["headers"],
             "delaySeconds": row["delay_seconds"],
             "updatedAt": iso(row["updated_at"]),
-            "deliveryAttempts": [attempt_json(a) for a in attempts],
+            "deliveryAttempts": attempts,
+            "pending": pending,
         })
         return out
 
     async def deliveries(self, who: Principal, event_id: str) -> dict[str, Any]:
         row = await self._event_row(who, event_id)
-        attempts = await self.pool.fetch(q("event_attempts"), row["id"], who.client_id)
-        return {"deliveries": [attempt_json(a) for a in attempts], "count": len(attempts)}
+        attempts, pending = await self._history(who, row)
+        return {"deliveries": attempts, "count": len(attempts), "pending": pending}
 
     async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         if status is not None and status not in EVENT_STATUSES:

@@ -121,7 +121,8 @@ async def test_get_event_and_isolation(app_client: Caller, second_key: str) -> N
     status, got, _ = await app_client.call("GET", f"/api/v1/events/{ev['id']}")
     assert status == 200 and got["payload"] == DIRECT["payload"] and got["deliveryAttempts"] == []
     status, dl, _ = await app_client.call("GET", f"/api/v1/events/{ev['id']}/deliveries")
-    assert status == 200 and dl == {"deliveries": [], "count": 0}
+    assert status == 200 and (dl["deliveries"], dl["count"]) == ([], 0)
+    assert [p["waitingReason"] for p in dl["pending"]] == ["queued"] and dl["pending"] == got["pending"]
     for path in (f"/api/v1/events/{ev['id']}", f"/api/v1/events/{ev['id']}/deliveries"):
         status, err, _ = await app_client.call("GET", path, key=second_key)
         assert status == 404 and err["code"] == "NOT_FOUND"

@@ -53,6 +53,21 @@ FROM delivery_attempts
 WHERE event_id = $1 AND client_id = $2
 ORDER BY attempted_at, attempt_number, id;
 
+-- name: event_pending_tasks
+-- An event's undelivered deliveries with what control/policy/waiting.py needs to say why each
+-- waits: its endpoint's stored state and the database's clock, in one statement (tasks_event).
+SELECT t.endpoint_id, CASE WHEN t.endpoint_id IS NULL THEN e.destination END AS destination,
+       t.status, t.attempts, t.next_attempt_at, t.poll_visible_at,
+       ep.id IS NOT NULL AS has_endpoint, ep.status AS endpoint_status, ep.delivery_mode,
+       ep.rate_limit_per_sec, ep.circuit_state, ep.circuit_threshold, ep.circuit_opened_at,
+       ep.circuit_reset_ms, now() AS now
+FROM tasks t
+JOIN events e ON e.id = t.event_id
+LEFT JOIN endpoints ep ON ep.id = t.endpoint_id AND ep.client_id = t.client_id
+WHERE t.event_id = $1 AND t.client_id = $2 AND e.client_id = $2 AND ($3::uuid IS NULL OR e.project_id = $3)
+  AND t.status IN ('queued', 'delivering', 'failed')
+ORDER BY t.id;
+
 -- name: insert_event_batch
 -- A batch of direct events and their one task each, in one statement. Rows whose idempotency key
 -- already exists are skipped; the caller compares the count, rolls back and names the keys.
