@@ -18,6 +18,7 @@ from typing import Literal
 
 from control.policy.token_bucket import TokenBucket
 from engine.model import EndpointConfig, Task
+from engine.policy.admission import hold_cap, in_flight_limit, updated_latency
 from engine.policy.breaker import BreakerState, CircuitBreaker
 from engine.policy.fifo import FifoGate
 from engine.policy.timer_wheel import TimerWheel
@@ -61,11 +62,36 @@ class Target:
     breaker: CircuitBreaker | None = None
     gate: FifoGate[Task] | None = None
     throttled: int = 0                                                   # times the bucket said wait
+    flying: dict[uuid.UUID, int] = field(default_factory=dict)          # in flight: task id -> sent at (ms)
+    latency_ms: float | None = None                                      # moving average of answers
 
     @property
     def blocked(self) -> bool:
         """Paused or deleted endpoints send nothing; their work goes back to Postgres."""
         return self.endpoint_id is not None and (self.cfg is None or not self.cfg.active or self.cfg.deleted)
+
+    def expected_latency_ms(self, now_ms: int) -> float | None:
+        """The moving average of answers, or longer when a request has waited longer than that:
+        a receiver that hangs shows it before its first timeout comes back."""
+        waited = now_ms - min(self.flying.values()) if self.flying else 0
+        if self.latency_ms is None:
+            return float(waited) if waited >= 100 else None
+        return max(self.latency_ms, float(waited))
+
+
+@dataclass
+class ClaimPlan:
+    skip_endpoints: list[uuid.UUID] = field(default_factory=list)    # left out of the general claim
+    skip_partitions: set[int] = field(default_factory=set)           # direct destinations at their cap
+    bounded: list[tuple[uuid.UUID, int]] = field(default_factory=list)   # claimed alone: (endpoint, room)
+    shed: list[uuid.UUID] = field(default_factory=list)              # to give back to Postgres
+
+
+def _adopt_content(task: Task, newer: Task) -> None:
+    """Take a newer claim's content (its event was replayed or edited). Its attempt counter and
+    schedule are the retry policy's to settle when an attempt was in flight meanwhile."""
+    task.max_attempts, task.priority = newer.max_attempts, newer.priority
+    task.payload, task.headers, task.destination = newer.payload, newer.headers, newer.destination
 
 
 class Dispatcher:
@@ -78,6 +104,7 @@ class Dispatcher:
         self.holder: dict[uuid.UUID, Target] = {}     # task id -> the target holding its current copy
         self.buffered = 0
         self.in_flight = 0
+        self.starved: list[str] = []                 # targets refused a slot only by the fair share
 
     # -- configuration ------------------------------------------------------------------------------
     def configure(self, target: Target, cfg: EndpointConfig | None, now_ms: int) -> None:
@@ -134,10 +161,10 @@ class Dispatcher:
         """A task we already hold was claimed again (replayed or edited meanwhile): keep one copy,
         with the new content and schedule. An attempt in flight finishes with what it sent."""
         if old.in_flight:
+            old.newer = new        # applied when the attempt finishes (see finish)
             return
-        old.attempts, old.max_attempts, old.priority = new.attempts, new.max_attempts, new.priority
-        old.payload, old.headers, old.destination = new.payload, new.headers, new.destination
-        old.due_ms = new.due_ms
+        _adopt_content(old, new)
+        old.attempts, old.due_ms = new.attempts, new.due_ms
         if target.gate is not None or old.timer is None:
             return          # already ready (or a FIFO head the gate and its release timer govern)
         self.wheel.cancel(old.timer)
@@ -204,7 +231,13 @@ class Dispatcher:
             if target.gate is not None:
                 self._fill_from_gate(target, now_ms)
             self._prune_ready(target)
-            if not target.ready or target.in_flight >= self.max_per_target:
+            if not target.ready:
+                continue
+            limit = in_flight_limit(own_limit=self.max_per_target, shard_in_flight=self.in_flight,
+                                    shard_limit=self.max_in_flight, active_targets=len(rotation) + 1)
+            if target.in_flight >= limit:
+                if target.in_flight < self.max_per_target:
+                    self.starved.append(target.key)    # retried when a slot frees up
                 continue
             bucket = target.bucket
             if bucket is not None:
@@ -223,6 +256,7 @@ class Dispatcher:
                 bucket.try_take(now_ms / 1000)
             _, _, task = heapq.heappop(target.ready)
             task.in_flight = True
+            target.flying[task.id] = now_ms
             target.in_flight += 1
             self.in_flight += 1
             out.append((target, task))
@@ -239,11 +273,19 @@ class Dispatcher:
 
     # -- outcomes --------------------------------------------------------------------------------------
     def finish(self, target: Target, task: Task, how: Finish, counts_for_breaker: bool, now_ms: int,
-               retry_at_ms: int | None = None, keep: bool = False) -> bool:
-        """Account for a finished attempt. Returns True when the breaker changed state (persist it)."""
+               retry_at_ms: int | None = None, keep: bool = False, latency_ms: float | None = None) -> bool:
+        """Account for a finished attempt. Returns True when the breaker changed state (persist it).
+        A newer copy claimed while the attempt was in flight replaces the task's content now, so the
+        next try sends what the event says today."""
         task.in_flight = False
+        target.flying.pop(task.id, None)
         target.in_flight -= 1
         self.in_flight -= 1
+        if latency_ms is not None:
+            target.latency_ms = updated_latency(target.latency_ms, latency_ms)
+        newer, task.newer = task.newer, None
+        if newer is not None and how == "retry":
+            _adopt_content(task, newer)
         changed = False
         if target.breaker is not None and counts_for_breaker:
             if how == "delivered":
@@ -262,11 +304,82 @@ class Dispatcher:
         elif how == "retry" and keep and not task.superseded:
             assert retry_at_ms is not None
             task.due_ms = retry_at_ms
-            task.timer = self.wheel.schedule(retry_at_ms, task)
+            if retry_at_ms <= now_ms:
+                self._make_ready(target, task)
+            else:
+                task.timer = self.wheel.schedule(retry_at_ms, task)
         else:
             self._forget(target, task)
         self._rotate(target)
+        while self.starved:
+            waiting = self.targets.get(self.starved.pop())
+            if waiting is not None:
+                self._rotate(waiting)
         return changed
+
+    def defer(self, target: Target, task: Task, due_ms: int) -> None:
+        """Put a task that was taken but not sent (its tenant's transformation budget is spent)
+        back, due again at `due_ms`; no attempt was made, so nothing else changes."""
+        task.in_flight = False
+        target.flying.pop(task.id, None)
+        target.in_flight -= 1
+        self.in_flight -= 1
+        if target.gate is not None:
+            target.gate.done(task.fifo_key, success=False)
+            self.wheel.schedule(due_ms, FifoRelease(target.key, task.fifo_key))
+        else:
+            task.timer = self.wheel.schedule(due_ms, task)
+        self._rotate(target)
+
+    # -- fairness --------------------------------------------------------------------------------------
+    def hold_cap(self, target: Target, max_buffered: int, now_ms: int) -> int:
+        cfg = target.cfg
+        breaker = target.breaker
+        return hold_cap(max_buffered=max_buffered, max_in_flight=self.max_per_target,
+                        rate_per_s=cfg.rate_limit_per_sec if cfg is not None else 0,
+                        breaker_open=breaker is not None and breaker.state is not BreakerState.CLOSED,
+                        latency_ms=target.expected_latency_ms(now_ms))
+
+    def claim_plan(self, max_buffered: int, batch: int, now_ms: int) -> ClaimPlan:
+        """What the next claim may bring in. A target that can take only a little (below a claim
+        batch: rate-limited, breaker open, slow) is claimed on its own, for at most its room; one
+        at its cap is skipped; a target holding far more than its cap (it claimed before its cap
+        was known, or its breaker opened) gives its least urgent tasks back."""
+        plan = ClaimPlan()
+        for target in self.targets.values():
+            cap = self.hold_cap(target, max_buffered, now_ms)
+            held = len(target.held)
+            if held > 2 * cap:
+                plan.shed.extend(t.id for t in self.shed(target, cap))
+                held = len(target.held)
+            if target.endpoint_id is None:
+                if held >= cap:
+                    plan.skip_partitions.update(t.partition for t in target.held.values())
+                continue
+            if target.gate is None and cap < batch:
+                plan.skip_endpoints.append(target.endpoint_id)
+                if held < cap and not target.blocked:
+                    plan.bounded.append((target.endpoint_id, cap - held))
+            elif held >= cap:
+                plan.skip_endpoints.append(target.endpoint_id)
+        return plan
+
+    def shed(self, target: Target, keep: int) -> list[Task]:
+        """Drop idle tasks beyond `keep` from memory, the least urgent first, for the caller to give
+        back to Postgres (a target claimed more than it can send soon, or its breaker opened). FIFO
+        targets keep theirs: a gate must see each key's tasks in order."""
+        excess = len(target.held) - keep
+        if excess <= 0 or target.gate is not None:
+            return []
+        idle = sorted((t for t in target.held.values() if not t.in_flight),
+                      key=lambda t: (t.priority, t.due_ms, t.seq))
+        out = idle[max(0, len(idle) - excess):]
+        for task in out:
+            if task.timer is not None:
+                self.wheel.cancel(task.timer)
+                task.timer = None
+            self._forget(target, task)      # a ready-heap entry left behind is pruned by take()
+        return out
 
     def _forget(self, target: Target, task: Task) -> None:
         if target.held.get(task.id) is task:

@@ -41,6 +41,7 @@ class EndpointConfig:
     standard_webhooks: bool
     sw_ed25519_private: str | None
     transformation: str | None = None
+    revision: datetime | None = None     # endpoints.updated_at when this config was read
 
     @classmethod
     def from_row(cls, row: Any, allow_private: bool) -> EndpointConfig:
@@ -58,6 +59,7 @@ class EndpointConfig:
             policy=AddressPolicy.build(allow_private, row["allowed_cidrs"] or (), row["blocked_cidrs"] or ()),
             mtls_cert=row["mtls_cert"], mtls_key=row["mtls_key"], standard_webhooks=row["standard_webhooks"],
             sw_ed25519_private=row["sw_ed25519_private"], transformation=row["transformation"],
+            revision=row["updated_at"],
         )
 
 
@@ -104,6 +106,8 @@ class Task:
     fifo_key: str = ""
     in_flight: bool = False
     superseded: bool = False      # withdrawn while in flight: forget it once the attempt finishes
+    newer: Task | None = None     # claimed again (replayed, edited) while in flight: applied after
+    marked: bool = False          # shown as `delivering` in Postgres for the attempt in flight
     timer: Any = None
 
     @classmethod
@@ -137,3 +141,5 @@ class Outcome:
     next_attempt_at: datetime
     keep_claim: bool
     delivered_at: datetime | None
+    attempts: int = 0             # the task's attempt count once recorded
+    prior_attempts: int = 0       # the count Postgres holds before it is recorded (fences a retried write)

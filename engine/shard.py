@@ -1,8 +1,11 @@
 """One shard: a uvloop process owning a contiguous range of partitions.
 
-It claims due tasks in its range, holds them in per-target queues and a timer wheel, sends them
-round-robin across targets under in-flight limits, and hands every outcome to the writer.
-Postgres stays the source of truth: whatever is only in memory can be rebuilt from it.
+The shard composes the pieces that each do one job: its lease (engine/lease.py), the LISTEN
+connection (engine/listener.py), the endpoint settings cache (engine/endpoint_cache.py), fair claims
+(engine/claimer.py), the in-memory scheduler (engine/dispatch.py), request building
+(engine/request.py), the sender, the retry policy (engine/policy/retry.py) and the outcome writer.
+What is left here is the dispatch loop that ties them together. Postgres stays the source of truth:
+whatever is only in memory can be rebuilt from it.
 """
 
 from __future__ import annotations
@@ -16,21 +19,18 @@ import signal
 import socket
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from control.crypto import box_for
 from control.logs import setup_logging
-from control.policy.partitioning import shard_ranges, target_key
-from control.policy.signing import standard_webhook_headers
+from control.policy.partitioning import shard_ranges
 from control.policy.ssrf import AddressPolicy
 from control.policy.transform import TransformRunner
 from control.services.events import time_ordered_ids
-from control.services.retention import RetentionPolicy, prune_on_schedule
-from control.settings import Settings, SettingsError, load_settings
+from control.settings import Settings, load_settings
 from control.signalling import (
     ENDPOINT_CHANNEL,
     RELEASE_CHANNEL,
@@ -40,25 +40,36 @@ from control.signalling import (
 )
 from control.store.db import create_pool, partitions_of
 from control.store.queries import q
+from engine.claimer import Claimer
 from engine.dispatch import Dispatcher, Finish, Target
-from engine.model import EndpointConfig, Outcome, Task, ed25519_key, fifo_key
-from engine.policy.backoff import backoff_delay_ms, parse_retry_after
+from engine.endpoint_cache import EndpointCache
+from engine.housekeeping import housekeeping
+from engine.lease import DB_ERRORS, Lease
+from engine.listener import listen
+from engine.model import EndpointConfig, Outcome, Task
 from engine.policy.breaker import CircuitBreaker
-from engine.sender import Senders, SendResult, delivery_headers
+from engine.policy.retry import AttemptResult, Decision, NewerCopy, RetrySettings, decide
+from engine.request import Deferred, RequestBuilder
+from engine.sender import Senders, SendResult
 from engine.stats import EndpointLimiterStats, ShardStats, limiter_stats, report_loop
 from engine.writer import OutcomeWriter
 
 log = logging.getLogger("mittr.engine.shard")
-RETRY_AFTER_STATUSES = (429, 503)
-ORPHAN_SWEEP_S = 60.0
+RECONCILE_S = 5.0               # endpoint settings compared with Postgres this often
+MARK_DELIVERING_AFTER_MS = 1000  # an attempt on the wire this long shows as `delivering`
+NOT_THE_RECEIVERS_FAULT = ("blocked", "transform", "cancelled")
 
 
 class LeaseLost(RuntimeError):
-    """Another owner holds our range now; everything we hold must be dropped."""
+    """Another owner holds our range now (or we gave it up); everything we hold must be dropped."""
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 class Shard:
@@ -67,68 +78,74 @@ class Shard:
         eng = settings.engine
         self.index, self.count, self.owner = index, count, owner
         self.allow_private = bool(eng["allow_private_networks"])
-        self.direct_policy = AddressPolicy.build(self.allow_private)
         self.max_buffered = int(eng["max_buffered"])
-        self.claim_batch = int(eng["claim_batch"])
         self.horizon_s = float(eng["claim_horizon_s"])
-        self.scan_interval = int(eng["scan_interval_ms"]) / 1000
-        self.lease_ttl = float(eng["lease_ttl_s"])
-        self.lease_renew = float(eng["lease_renew_s"])
         self.box = box_for(settings.security["encryption_key"])
-        self.transforms = TransformRunner(int(eng["transform_time_limit_ms"]), int(eng["transform_memory_mb"]) * 2**20,
-                                          int(eng["transform_max_contexts"]))
-        self.epoch = 0
-        self.slot = ""
-        self.lo = self.hi = 0
+        self.requests = RequestBuilder(
+            TransformRunner(int(eng["transform_time_limit_ms"]), int(eng["transform_memory_mb"]) * 2**20,
+                            int(eng["transform_max_contexts"])),
+            AddressPolicy.build(self.allow_private), int(eng["default_timeout_ms"]))
+        self.direct_retry = RetrySettings(int(eng["default_retry_backoff_ms"]),
+                                          float(eng["default_retry_backoff_mult"]),
+                                          int(eng["default_retry_backoff_max"]))
         self.dispatcher = Dispatcher(now_ms(), int(eng["max_in_flight"]), int(eng["max_in_flight_per_endpoint"]))
-        self.endpoints: dict[uuid.UUID, EndpointConfig] = {}
         self.stopping = False
-        self._lease_lost = False
-        self._orphans_suspected = False
+        self._stop_reason: str | None = None
         self._wake = asyncio.Event()
-        self._claim_now = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.pool: asyncpg.Pool
+        self.lease: Lease
         self.writer: OutcomeWriter
         self.senders: Senders
+        self.endpoints: EndpointCache
+        self.claimer: Claimer
         self.delivered = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def run(self) -> int:
-        db = self.settings.database
+        eng, db = self.settings.engine, self.settings.database
         self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2))
         partitions = await partitions_of(self.pool)
-        self.lo, self.hi = shard_ranges(partitions, self.count)[self.index]
-        self.slot = f"{self.lo}-{self.hi}"
-        await self._acquire_lease()
-        eng = self.settings.engine
+        lo, hi = shard_ranges(partitions, self.count)[self.index]
+        self.lease = Lease(self.pool, lo, hi, self.owner, float(eng["lease_ttl_s"]), float(eng["lease_renew_s"]))
+        await self.lease.acquire()
         self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
-        self.writer = OutcomeWriter(self.pool, lambda: self.epoch, int(eng["writer_batch"]),
+        self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
                                     int(eng["writer_interval_ms"]), on_flushed=self._flushed)
-        log.info("shard started", extra={"shard": self.index, "range": self.slot, "epoch": self.epoch})
+        self.endpoints = EndpointCache(self.pool, self.box, self.allow_private)
+        self.claimer = Claimer(self.pool, self.lease, self.dispatcher, self.endpoints, self.writer, self.box,
+                               batch=int(eng["claim_batch"]), max_buffered=self.max_buffered,
+                               horizon_s=self.horizon_s, scan_interval_s=int(eng["scan_interval_ms"]) / 1000,
+                               on_claimed=self._wake.set, stopping=lambda: self.stopping)
+        log.info("shard started", extra={"shard": self.index, "range": self.lease.slot, "epoch": self.lease.epoch})
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        stopping = lambda: self.stopping  # noqa: E731
         workers = [asyncio.create_task(self._guarded(name, fn)) for name, fn in (
-            ("writer", self.writer.run), ("listener", self._listen), ("claimer", self._claim_loop),
-            ("lease", self._lease_loop), ("housekeeping", self._housekeeping),
-            ("stats", lambda: report_loop(self.pool, self._stats_snapshot, lambda: self.stopping)))]
+            ("writer", self.writer.run),
+            ("listener", lambda: listen(self.settings.database_url, {
+                WORK_CHANNEL: self._on_work, ENDPOINT_CHANNEL: self._on_endpoint, RELEASE_CHANNEL: self._on_release,
+            }, self._on_listening, stopping)),
+            ("claimer", self.claimer.run),
+            ("lease", lambda: self.lease.keep(lambda: self._give_up("lease lost"), stopping)),
+            ("watch", self._watch),
+            ("housekeeping", lambda: housekeeping(self.pool, self.settings, stopping)),
+            ("stats", lambda: report_loop(self.pool, self._stats_snapshot, stopping)))]
         code = 0
         try:
             await self._dispatch_loop()
-        except LeaseLost:
-            log.error("lease lost; exiting so the supervisor restarts this shard", extra={"shard": self.index})
+        except LeaseLost as exc:
+            log.error("lease gone; exiting so the supervisor restarts this shard",
+                      extra={"shard": self.index, "reason": str(exc)})
             code = 3
         await self._drain(code == 0)
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self.senders.close()
-        if code == 0:
-            try:
-                await self.pool.execute(q("release_lease"), self.slot, self.epoch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                pass
+        if code == 0 or self._stop_reason == "writes failing":
+            await self.lease.release()
         await self.pool.close()
         log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
         return code
@@ -151,7 +168,14 @@ class Shard:
     def request_stop(self) -> None:
         self.stopping = True
         self._wake.set()
-        self._claim_now.set()
+        self.claimer.want()
+
+    def _give_up(self, reason: str) -> None:
+        """Leave the range to a fresh process (the supervisor restarts this one): the lease was
+        taken over, or outcomes could not be recorded for too long to keep claiming."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._wake.set()
 
     async def _drain(self, graceful: bool) -> None:
         """Stop claiming, let in-flight attempts finish and be recorded, give the rest back."""
@@ -169,197 +193,108 @@ class Shard:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    # -- lease -------------------------------------------------------------------------------------
-    async def _acquire_lease(self) -> None:
-        while True:
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_leases'))")
-                    live = await conn.fetch(q("overlapping_live_leases"), self.slot, self.lo, self.hi)
-                    if not live:
-                        await conn.execute(q("drop_overlapping_leases"), self.slot, self.lo, self.hi)
-                        epoch = await conn.fetchval(q("acquire_lease"), self.slot, self.lo, self.hi,
-                                                    self.owner, self.lease_ttl)
-                        if epoch is not None:
-                            self.epoch = int(epoch)
-                            reset = await conn.execute(q("reset_stale_claims"), self.lo, self.hi, self.epoch)
-                            log.info("lease acquired", extra={"shard": self.index, "epoch": self.epoch,
-                                                              "reclaimed": reset})
-                            return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("lease acquisition failed", extra={"error": str(exc)})
-            await asyncio.sleep(1.0)
+    # -- notifications -----------------------------------------------------------------------------
+    def _on_listening(self) -> None:
+        self.claimer.want()          # anything announced while the listener was away
 
-    async def _lease_loop(self) -> None:
-        while not self.stopping:
-            await asyncio.sleep(self.lease_renew)
-            try:
-                renewed = await self.pool.fetchval(q("renew_lease"), self.slot, self.epoch, self.lease_ttl)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("lease renewal failed", extra={"error": str(exc)})
-                continue
-            if renewed is None:
-                self._lease_lost = True
-                self._wake.set()
-                return
+    def _on_work(self, payload: str) -> None:
+        if any(self.lease.owns(p) for p in parse_work_payload(payload)):
+            self.claimer.want()
 
-    # -- wake-ups: LISTEN/NOTIFY plus a periodic scan ----------------------------------------------
-    async def _listen(self) -> None:
-        while not self.stopping:
-            conn = None
-            try:
-                conn = await asyncpg.connect(self.settings.database_url)
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c, ev=closed: ev.set())
-                await conn.add_listener(WORK_CHANNEL, self._on_work)
-                await conn.add_listener(ENDPOINT_CHANNEL, self._on_endpoint)
-                await conn.add_listener(RELEASE_CHANNEL, self._on_release)
-                self._claim_now.set()          # anything announced while we were away
-                while not closed.is_set() and not self.stopping:
-                    try:
-                        await asyncio.wait_for(closed.wait(), timeout=5)
-                    except TimeoutError:
-                        await conn.execute("SELECT 1")   # notice a dead server promptly
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("listener reconnecting", extra={"error": str(exc)})
-                await asyncio.sleep(0.5)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-
-    def _on_work(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if any(self.lo <= p < self.hi for p in parse_work_payload(payload)):
-            self._claim_now.set()
-
-    def _on_endpoint(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_endpoint(self, payload: str) -> None:
         ident, _, part = payload.partition(":")
-        if not part.isdigit() or not self.lo <= int(part) < self.hi:
+        if not part.isdigit() or not self.lease.owns(int(part)):
             return
         try:
             endpoint_id = uuid.UUID(ident)
         except ValueError:
             return
-        self._spawn(self._refresh_endpoint(endpoint_id))
+        self._spawn(self._refresh_endpoints([endpoint_id]))
 
-    def _on_release(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_release(self, payload: str) -> None:
         """An edited event's delivery moved away: the copy held for its old origin is not sent."""
         parsed = parse_release_payload(payload)
-        if parsed is None or not self.lo <= parsed[0] < self.hi:
+        if parsed is None or not self.lease.owns(parsed[0]):
             return
         _, key, task_ids = parsed
         for task_id in task_ids:
             self.dispatcher.withdraw(key, task_id)
 
-    def _config(self, row: Any) -> EndpointConfig:
-        cfg = EndpointConfig.from_row(row, self.allow_private)
-        cfg.signing_secret = self.box.open(cfg.signing_secret)
-        cfg.mtls_key = self.box.open_optional(cfg.mtls_key)
-        cfg.sw_ed25519_private = self.box.open_optional(cfg.sw_ed25519_private)
-        return cfg
+    # -- endpoint settings ---------------------------------------------------------------------------
+    async def _refresh_endpoints(self, ids: list[uuid.UUID]) -> None:
+        for cfg in await self.endpoints.refresh(ids):
+            self._apply_config(cfg)
 
-    async def _refresh_endpoint(self, endpoint_id: uuid.UUID) -> None:
-        try:
-            rows = await self.pool.fetch(q("endpoint_configs"), [endpoint_id])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            self.endpoints.pop(endpoint_id, None)
-            return
-        if not rows:
-            return
-        cfg = self._config(rows[0])
-        self.endpoints[endpoint_id] = cfg
-        target = self.dispatcher.targets.get(str(endpoint_id))
+    def _apply_config(self, cfg: EndpointConfig) -> None:
+        target = self.dispatcher.targets.get(str(cfg.id))
         if target is not None:
             self.dispatcher.configure(target, cfg, now_ms())
         if cfg.active and not cfg.deleted:
-            self._claim_now.set()
+            self.claimer.want()
             self._wake.set()
             return
         if target is None:
             return
-        # Paused or deleted: hand back (or, deleted, simply drop) everything not already in flight.
-        idle = self.dispatcher.drop_idle(target)
-        if idle and not cfg.deleted:
-            self.writer.release([t.id for t in idle])
+        # Paused: hand back everything not already in flight. Deleted: end it, with the reason.
+        idle = [t.id for t in self.dispatcher.drop_idle(target)]
+        if idle and cfg.deleted:
+            self._spawn(self._bury(idle))
+        elif idle:
+            self.writer.release(idle)
 
-    # -- claiming ----------------------------------------------------------------------------------
-    async def _claim_loop(self) -> None:
-        last_sweep = time.monotonic()
+    async def _bury(self, task_ids: list[uuid.UUID]) -> None:
+        try:
+            await self.claimer.bury(task_ids)
+        except DB_ERRORS as exc:     # still claimed by us: the orphan sweep gives them back, and
+            log.warning("could not end deleted endpoint's deliveries", extra={"error": str(exc)})
+            self.claimer.orphans_suspected = True   # the next claim ends them
+
+    async def _watch(self) -> None:
+        """Once a second: show long attempts as `delivering`; every few seconds: catch endpoint
+        changes whose notification was lost, and retry refreshes that failed."""
+        last_reconcile = time.monotonic()
         while not self.stopping:
+            await asyncio.sleep(1.0)
             try:
-                await asyncio.wait_for(self._claim_now.wait(), timeout=self.scan_interval)
-            except TimeoutError:
-                pass
-            self._claim_now.clear()
-            if self._orphans_suspected or time.monotonic() - last_sweep > ORPHAN_SWEEP_S:
+                await self._mark_delivering()
+            except DB_ERRORS as exc:
+                log.warning("marking attempts in flight failed", extra={"error": str(exc)})
+            if time.monotonic() - last_reconcile >= RECONCILE_S or self.endpoints.stale:
                 try:
-                    await self._release_orphans()
-                    self._orphans_suspected = False
-                    last_sweep = time.monotonic()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                    log.warning("orphan sweep failed", extra={"error": str(exc)})
-                    continue
-            for query in ("claim_fifo_tasks", "claim_tasks"):
-                while not self.stopping and self.held < self.max_buffered:
-                    room = min(self.claim_batch, self.max_buffered - self.held)
-                    try:
-                        got = await self._claim_once(query, room)
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                        # The claim may have committed before the connection broke: sweep next time.
-                        self._orphans_suspected = True
-                        log.warning("claim failed", extra={"error": str(exc)})
-                        await asyncio.sleep(0.5)
-                        break
-                    if got < room:
-                        break
+                    for cfg in await self.endpoints.reconcile():
+                        self._apply_config(cfg)
+                    last_reconcile = time.monotonic()
+                except DB_ERRORS as exc:
+                    log.warning("endpoint reconcile failed", extra={"error": str(exc)})
 
-    async def _release_orphans(self) -> None:
-        """Runs between claims (never during one): what this epoch claimed is either in memory or
-        waiting in the writer; anything else was stranded by a lost reply and goes back."""
-        known = set(self.dispatcher.holder)
-        known.update(o.task.id for o in self.writer.pending)
-        await self.pool.execute(q("release_orphans"), self.lo, self.hi, self.epoch, list(known))
-
-    async def _claim_once(self, query: str, limit: int) -> int:
-        if query == "claim_fifo_tasks":
-            rows = await self.pool.fetch(q(query), self.slot, self.epoch, self.lo, self.hi, limit)
-        else:
-            rows = await self.pool.fetch(q(query), self.slot, self.epoch, self.lo, self.hi, self.horizon_s, limit)
-        if not rows:
-            return 0
-        missing = list({r["endpoint_id"] for r in rows if r["endpoint_id"] and r["endpoint_id"] not in self.endpoints})
-        if missing:
-            for row in await self.pool.fetch(q("endpoint_configs"), missing):
-                self.endpoints[row["id"]] = self._config(row)
-        now = now_ms()
-        dispatcher = self.dispatcher
-        for row in rows:
-            endpoint_id = row["endpoint_id"]
-            key = str(endpoint_id) if endpoint_id else target_key(None, row["destination"])
-            task = Task.from_claim(row, key)
-            target = dispatcher.targets.get(key)
-            if target is None:
-                target = dispatcher.target(key, endpoint_id)
-                dispatcher.configure(target, self.endpoints.get(endpoint_id) if endpoint_id else None, now)
-            if target.gate is not None and target.cfg is not None:
-                task.fifo_key = fifo_key(target.cfg.fifo_partition_key, task.payload)
-            task.client_secret = self.box.open(task.client_secret)
-            dispatcher.add(target, task, now)
-        self._wake.set()
-        return len(rows)
+    async def _mark_delivering(self) -> None:
+        cutoff = now_ms() - MARK_DELIVERING_AFTER_MS
+        ids: list[uuid.UUID] = []
+        attempts: list[int] = []
+        for target in self.dispatcher.targets.values():
+            for task_id, sent in target.flying.items():
+                task = target.held.get(task_id)
+                if sent <= cutoff and task is not None and not task.marked:
+                    task.marked = True
+                    ids.append(task_id)
+                    attempts.append(task.attempts)
+        if not ids:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(q("mark_delivering"), ids, attempts, self.lease.epoch)
+            if rows:
+                await conn.execute(q("rollup_events"), list({r["event_id"] for r in rows}))
 
     # -- dispatching -------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
         dispatcher = self.dispatcher
         while not self.stopping:
-            if self._lease_lost:
-                raise LeaseLost(self.slot)
+            if self._stop_reason is not None:
+                raise LeaseLost(self._stop_reason)
             now = now_ms()
             dispatcher.advance(now)
             for target, task in dispatcher.take(now):
-                try:
-                    self._deliver(target, task, time.perf_counter_ns())
-                except Exception:
-                    log.exception("delivery could not start", extra={"task": str(task.id)})
+                self._start(target, task, time.perf_counter_ns())
             nxt = dispatcher.next_due_ms()
             timeout = 1.0 if nxt is None else min(1.0, max(0.0, (nxt - now) / 1000))
             self._wake.clear()
@@ -369,166 +304,111 @@ class Shard:
                 except TimeoutError:
                     pass
 
-    def _transform(self, task: Task, cfg: EndpointConfig) -> tuple[bytes, dict[str, str], str] | SendResult:
-        """Run the endpoint's transformation: what to send instead, or why nothing is sent."""
-        assert cfg.transformation is not None
-        base_headers = {**cfg.custom_headers, **task.headers}
-        webhook: dict[str, object] = {"payload": orjson.Fragment(task.payload), "headers": base_headers,
-                                      "url": cfg.url, "eventType": task.event_type, "eventId": str(task.event_id)}
-        result = self.transforms.apply(f"{cfg.id}:{cfg.version}", cfg.transformation, webhook)
-        now = time.perf_counter_ns()
-        if result.error is not None:
-            return SendResult(None, "", result.error, "transform", "failure", False, None, now, now)
-        if result.cancelled:
-            return SendResult(None, "", "cancelled by transformation", "cancelled", "failure", True, None, now, now)
-        return (result.payload if result.payload is not None else task.payload,
-                result.headers if result.headers is not None else base_headers,
-                result.url or cfg.url)
-
-    def _request(self, task: Task, cfg: EndpointConfig | None, body: bytes, url: str | None,
-                 base_headers: dict[str, str] | None) -> tuple[str, dict[str, str], int, AddressPolicy]:
-        if cfg is not None:
-            secret, timeout, policy = cfg.signing_secret, cfg.timeout_ms, cfg.policy
-            url = url or cfg.url
-            headers = dict(base_headers) if base_headers is not None else {**cfg.custom_headers, **task.headers}
-        else:
-            assert task.destination is not None
-            url, secret, policy = task.destination, task.client_secret, self.direct_policy
-            timeout = int(self.settings.engine["default_timeout_ms"])
-            headers = dict(task.headers)
-        now_s = int(time.time())
-        delivery_headers(headers, secret, body, task.event_id, task.attempts + 1, now_s)
-        if cfg is not None and cfg.standard_webhooks:
-            headers.update(standard_webhook_headers(
-                f"msg_{task.event_id.hex}", now_s, body, secret, ed25519_key(cfg.sw_ed25519_private)))
-        return url, headers, timeout, policy
-
-    def _deliver(self, target: Target, task: Task, taken_ns: int) -> None:
+    def _start(self, target: Target, task: Task, taken_ns: int) -> None:
         """Start one attempt, synchronously up to the socket write; its outcome is recorded by
-        `_finish_attempt`, called from the connection's callback as soon as the response is in."""
+        `_finish_attempt`, called from the connection's callback as soon as the response is in.
+        Whatever goes wrong before the request is handed over ends as a failed attempt (category
+        `other`, with the reason), never as a task stuck in flight."""
         cfg = target.cfg
         attempted_at = datetime.now(UTC)
-        body, url, base = task.payload, None, None
-        shaped = self._transform(task, cfg) if cfg is not None and cfg.transformation else None
-        if isinstance(shaped, SendResult):
-            self._finish_attempt(target, task, attempted_at, taken_ns, shaped)
-            return
-        if shaped is not None:
-            body, base, url = shaped
-        url, headers, timeout, policy = self._request(task, cfg, body, url, base)
-        ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
-        self.senders.for_policy(policy).start(
-            url, body, headers, timeout, policy, ssl_ctx,
-            lambda result: self._finish_attempt(target, task, attempted_at, taken_ns, result))
+        try:
+            built = self.requests.build(task, cfg)
+            if isinstance(built, Deferred):
+                task.marked = False
+                self.dispatcher.defer(target, task, now_ms() + max(1, built.ms))
+                return
+            if isinstance(built, SendResult):
+                self._finish_attempt(target, task, attempted_at, taken_ns, built)
+                return
+            ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
+            self.senders.for_policy(built.policy).start(
+                built.url, built.body, built.headers, built.timeout_ms, built.policy, ssl_ctx,
+                lambda result: self._finish_attempt(target, task, attempted_at, taken_ns, result))
+        except Exception as exc:
+            log.warning("delivery could not be prepared", extra={"task": str(task.id), "error": type(exc).__name__})
+            now = time.perf_counter_ns()
+            failed = SendResult(None, "", f"could not prepare the request: {type(exc).__name__}: {exc}", "other",
+                                "failure", False, None, now, now)
+            self._finish_attempt(target, task, attempted_at, taken_ns, failed, counts_for_breaker=False)
 
     def _finish_attempt(self, target: Target, task: Task, attempted_at: datetime, taken_ns: int,
-                        result: SendResult) -> None:
+                        result: SendResult, counts_for_breaker: bool | None = None) -> None:
+        if not task.in_flight:
+            return                       # finished already (a sender reporting twice)
+        task.marked = False
         try:
-            outcome = self._outcome(task, target.cfg, target.gate is not None, result, attempted_at,
-                                    result.sent_ns - taken_ns)
+            outcome, decision = self._outcome(task, target, result, attempted_at, result.sent_ns - taken_ns)
         except Exception:
             log.exception("outcome could not be built", extra={"task": str(task.id)})
             self.dispatcher.finish(target, task, "retry", False, now_ms(), now_ms() + 1000, False)
             self._wake.set()
             return
         self.writer.add(outcome)
-        how: Finish = "delivered" if outcome.new_status == "delivered" else (
-            "retry" if outcome.new_status == "failed" else "final")
-        retry_at = int(outcome.next_attempt_at.timestamp() * 1000) if how == "retry" else None
-        counts = result.category not in ("blocked", "transform", "cancelled")
-        changed = self.dispatcher.finish(target, task, how, counts, now_ms(), retry_at, outcome.keep_claim)
+        how: Finish = "delivered" if decision.status == "delivered" else (
+            "retry" if decision.retrying else "final")
+        counts = result.category not in NOT_THE_RECEIVERS_FAULT if counts_for_breaker is None else counts_for_breaker
+        latency = (result.done_ns - result.sent_ns) / 1e6 if result.status_code is not None or \
+            result.category == "timeout" else None
+        changed = self.dispatcher.finish(target, task, how, counts, now_ms(),
+                                         decision.next_attempt_ms if how == "retry" else None,
+                                         decision.keep_claim, latency)
         if changed and target.breaker is not None and target.endpoint_id is not None:
             self._spawn(self._persist_breaker(target.endpoint_id, target.breaker))
-        if self.held < self.max_buffered // 2:
-            self._claim_now.set()
+        if self.claimer.held < self.max_buffered // 2:
+            self.claimer.want()
         self._wake.set()
 
+    def _outcome(self, task: Task, target: Target, r: SendResult, attempted_at: datetime,
+                 prep_ns: int) -> tuple[Outcome, Decision]:
+        cfg = target.cfg
+        retry = RetrySettings(cfg.retry_backoff_ms, cfg.retry_backoff_mult, cfg.retry_backoff_max) \
+            if cfg is not None else self.direct_retry
+        newer = task.newer
+        now = now_ms()
+        decision = decide(
+            AttemptResult(r.outcome == "success", r.permanent, r.status_code, r.retry_after),
+            attempts_before=task.attempts,
+            max_attempts=newer.max_attempts if newer is not None else task.max_attempts,
+            settings=retry, now_ms=now, jitter=random.random(), horizon_ms=int(self.horizon_s * 1000),
+            fifo=target.gate is not None,
+            # A copy withdrawn mid-send (its event now goes elsewhere) gives its claim up, unless
+            # this shard already holds the new copy, so whoever owns the new destination claims it.
+            may_keep=not task.superseded or task.id in self.dispatcher.holder,
+            newer=NewerCopy(newer.attempts, newer.due_ms) if newer is not None else None)
+        attempt_number = task.attempts + 1
+        task.attempts = decision.attempts
+        if decision.status == "delivered":
+            self.delivered += 1
+        overhead_ns = prep_ns + (time.perf_counter_ns() - r.done_ns)
+        return Outcome(
+            task=task, attempt_id=time_ordered_ids(1)[0], attempt_number=attempt_number, status_code=r.status_code,
+            response_body=r.response_body, error=r.error, error_category=r.category, outcome=r.outcome,
+            duration_ms=max(0, (r.done_ns - r.sent_ns) // 1_000_000), overhead_us=overhead_ns // 1000,
+            attempted_at=attempted_at, new_status=decision.status, next_attempt_at=_ms_to_dt(decision.next_attempt_ms),
+            keep_claim=decision.keep_claim, delivered_at=_ms_to_dt(now) if decision.status == "delivered" else None,
+            attempts=decision.attempts, prior_attempts=decision.prior_attempts), decision
+
     def _flushed(self, _batch: list[Outcome], _matched: set[uuid.UUID]) -> None:
-        if self.held < self.max_buffered // 2:
-            self._claim_now.set()    # the writer's backlog made room: claim without waiting for a scan
+        if self.claimer.held < self.max_buffered // 2:
+            self.claimer.want()    # the writer's backlog made room: claim without waiting for a scan
 
     @property
     def held(self) -> int:
-        """Tasks this shard holds in memory: claimed and unfinished, plus outcomes not yet written.
-        Counting the writer's backlog is the backpressure that keeps memory flat when Postgres
-        records outcomes slower than the sinks answer."""
-        return self.dispatcher.buffered + len(self.writer.pending)
+        return self.claimer.held
 
     def _stats_snapshot(self) -> tuple[ShardStats, list[EndpointLimiterStats]]:
         d = self.dispatcher
-        return (ShardStats(self.index, self.lo, self.hi, self.owner, self.epoch, d.buffered, d.in_flight,
-                           self.delivered),
+        return (ShardStats(self.index, self.lease.lo, self.lease.hi, self.owner, self.lease.epoch, d.buffered,
+                           d.in_flight, self.delivered),
                 limiter_stats(d.targets.values(), now_ms() / 1000))
 
     async def _persist_breaker(self, endpoint_id: uuid.UUID, breaker: CircuitBreaker) -> None:
         opened = breaker.opened_at_ms
         try:
             await self.pool.execute(q("set_circuit_state"), endpoint_id, breaker.state.value,
-                                    datetime.fromtimestamp(opened / 1000, UTC) if opened else None)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                                    _ms_to_dt(opened) if opened else None)
+        except DB_ERRORS as exc:
             log.warning("breaker state not persisted", extra={"endpoint": str(endpoint_id), "error": str(exc)})
-
-    def _outcome(self, task: Task, cfg: EndpointConfig | None, fifo: bool, r: SendResult, attempted_at: datetime,
-                 prep_ns: int) -> Outcome:
-        task.attempts += 1
-        now = datetime.now(UTC)
-        keep = False
-        next_at = now
-        delivered_at = None
-        if r.outcome == "success":
-            status = "delivered"
-            delivered_at = now
-            self.delivered += 1
-        elif r.permanent or task.attempts >= task.max_attempts:
-            status = "dead"
-        else:
-            status = "failed"
-            eng = self.settings.engine
-            base = cfg.retry_backoff_ms if cfg else int(eng["default_retry_backoff_ms"])
-            mult = cfg.retry_backoff_mult if cfg else float(eng["default_retry_backoff_mult"])
-            cap = cfg.retry_backoff_max if cfg else int(eng["default_retry_backoff_max"])
-            delay = backoff_delay_ms(task.attempts, base, mult, cap, random.random())
-            if r.status_code in RETRY_AFTER_STATUSES:
-                wait = parse_retry_after(r.retry_after, time.time())
-                if wait is not None:
-                    delay = min(max(delay, int(wait * 1000)), cap)
-            next_at = now + timedelta(milliseconds=delay)
-            # FIFO heads stay in memory whatever the delay: the keys behind them must wait. A copy
-            # withdrawn mid-send (its event now goes elsewhere) gives its claim up, unless this
-            # shard already holds the new copy, so whoever owns the new destination can claim it.
-            keep = (fifo or delay <= self.horizon_s * 1000) and (
-                not task.superseded or task.id in self.dispatcher.holder)
-        overhead_ns = prep_ns + (time.perf_counter_ns() - r.done_ns)
-        return Outcome(
-            task=task, attempt_id=time_ordered_ids(1)[0], attempt_number=task.attempts, status_code=r.status_code,
-            response_body=r.response_body, error=r.error, error_category=r.category, outcome=r.outcome,
-            duration_ms=max(0, (r.done_ns - r.sent_ns) // 1_000_000), overhead_us=overhead_ns // 1000,
-            attempted_at=attempted_at, new_status=status, next_attempt_at=next_at, keep_claim=keep,
-            delivered_at=delivered_at)
-
-    # -- housekeeping --------------------------------------------------------------------------------
-    async def _housekeeping(self) -> None:
-        """Hourly partition upkeep, and retention every `retention.interval_s` (jittered so that
-        the shards do not all try at once; the first to get the lock prunes for the cluster)."""
-        try:
-            policy: RetentionPolicy | None = RetentionPolicy.from_settings(self.settings)
-        except SettingsError as exc:
-            log.error("retention disabled: bad setting", extra={"error": str(exc)})
-            policy = None
-        every = policy.interval_s if policy else 0
-        next_upkeep, next_prune = 0.0, time.monotonic() + random.uniform(5, 60)
-        while not self.stopping:
-            if time.monotonic() >= next_upkeep:
-                try:
-                    await self.pool.execute(q("ensure_attempt_partitions"), 9)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                    log.warning("partition upkeep failed", extra={"error": str(exc)})
-                next_upkeep = time.monotonic() + 3600
-            if policy and every and time.monotonic() >= next_prune:
-                await prune_on_schedule(self.settings.database_url, policy)
-                next_prune = time.monotonic() + every * random.uniform(1.0, 1.1)
-            wake = min(next_upkeep, next_prune) if every else next_upkeep
-            await asyncio.sleep(max(1.0, wake - time.monotonic()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,3 +253,96 @@ def test_fifo_targets_never_withdraw() -> None:
     t = task(ep, fifo_key="k")
     d.add(ep, t, T0)
     assert not d.withdraw(ep.key, t.id) and d.buffered == 1
+
+
+def test_a_copy_claimed_again_while_in_flight_is_kept_for_after_the_attempt() -> None:
+    d = Dispatcher(T0, 100, 10)
+    ep = endpoint(d)
+    old = task(ep)
+    old.attempts = 2
+    d.add(ep, old, T0)
+    [(_, sent)] = d.take(T0)
+    replayed = task(ep)
+    replayed.id, replayed.attempts, replayed.payload, replayed.due_ms = old.id, 0, b'{"new":1}', T0
+    d.add(ep, replayed, T0)
+    assert sent.newer is replayed and sent.payload == b"{}", "the attempt on the wire finishes with what it sent"
+    sent.attempts = 0                    # the retry policy settles the counter (a replay: reset wins)
+    d.finish(ep, sent, "retry", True, T0, T0, keep=True)
+    assert sent.newer is None and sent.payload == b'{"new":1}'
+    [(_, again)] = d.take(T0)
+    assert again is sent and again.attempts == 0 and d.buffered == 1
+
+
+def test_targets_at_their_cap_are_named_for_the_claim() -> None:
+    d = Dispatcher(T0, 512, 64)
+    throttled = endpoint(d, rate_limit_per_sec=1)
+    fresh = endpoint(d)
+    for _ in range(3):
+        d.add(throttled, task(throttled), T0)
+    d.add(fresh, task(fresh), T0)
+    plan = d.claim_plan(20_000, 500, T0)
+    assert plan.skip_endpoints == [throttled.endpoint_id] and plan.bounded == [], "1/s may hold two seconds' worth"
+
+
+def test_a_hanging_target_shows_before_its_first_answer() -> None:
+    d = Dispatcher(T0, 512, 4)
+    hanging = endpoint(d)
+    for _ in range(100):
+        d.add(hanging, task(hanging), T0)
+    assert len(d.take(T0)) == 4
+    assert d.claim_plan(20_000, 500, T0 + 50).skip_endpoints == [], "no answer yet, not long enough to tell"
+    plan = d.claim_plan(20_000, 500, T0 + 30_000)
+    assert plan.skip_endpoints == [hanging.endpoint_id], "30 s without an answer: bounded by its concurrency"
+    assert plan.bounded == [] and len(hanging.held) == 4, "it keeps its 4 in flight, gives the rest back"
+    assert len(plan.shed) == 96
+
+
+def test_in_flight_slots_are_shared_when_they_run_short() -> None:
+    d = Dispatcher(T0, max_in_flight=8, max_per_target=8)
+    hogs = [endpoint(d) for _ in range(2)]
+    for h in hogs:
+        for _ in range(20):
+            d.add(h, task(h), T0)
+    first = d.take(T0)
+    assert len(first) == 8
+    late = endpoint(d)
+    d.add(late, task(late), T0)
+    _, done = first[0]
+    d.finish(first[0][0], done, "delivered", True, T0 + 1)
+    nxt = d.take(T0 + 1)
+    assert [t for t, _ in nxt] == [late], "a freed slot goes to the target with nothing in flight"
+
+
+def test_deferred_task_comes_back_without_an_attempt() -> None:
+    d = Dispatcher(T0, 10, 10)
+    ep = endpoint(d)
+    t = task(ep)
+    d.add(ep, t, T0)
+    [(_, taken)] = d.take(T0)
+    d.defer(ep, taken, T0 + 200)
+    assert d.in_flight == 0 and ep.in_flight == 0 and not taken.in_flight and taken.attempts == 0
+    assert d.take(T0 + 100) == []
+    d.advance(T0 + 200)
+    assert [x for _, x in d.take(T0 + 200)] == [t]
+
+
+def test_claim_plan_bounds_slow_targets_and_sheds_what_they_over_claimed() -> None:
+    d = Dispatcher(T0, 512, 64)
+    throttled = endpoint(d, rate_limit_per_sec=1)
+    fast = endpoint(d)
+    over = [task(throttled, priority=p) for p in (9, 1, 5, 5, 9, 3)]
+    for t in over:
+        d.add(throttled, t, T0)
+    d.add(fast, task(fast), T0)
+    plan = d.claim_plan(20_000, 500, T0)
+    kept = set(throttled.held)
+    assert len(kept) == 2 and kept == {over[1].id, over[5].id}, "the most urgent stay"
+    assert set(plan.shed) == {t.id for t in over} - kept and d.buffered == 3
+    assert plan.skip_endpoints == [throttled.endpoint_id], "claimed only on its own, for its room"
+    assert plan.bounded == [], "no room left"
+    sent = d.take(T0)
+    assert over[1].id in {t.id for _, t in sent}
+    d.finish(throttled, over[1], "delivered", True, T0)
+    assert d.claim_plan(20_000, 500, T0).bounded == [(throttled.endpoint_id, 1)]
+    d.configure(throttled, cfg(id=throttled.endpoint_id, active=False), T0)
+    assert d.claim_plan(20_000, 500, T0).bounded == [], "a paused endpoint claims nothing"

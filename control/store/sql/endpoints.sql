@@ -65,5 +65,5 @@ SELECT id, client_id, url, status, deleted_at, version, timeout_ms, custom_heade
        max_retries, retry_backoff_ms, retry_backoff_max, retry_backoff_mult, rate_limit_per_sec,
        circuit_threshold, circuit_reset_ms, circuit_state, circuit_opened_at, fifo, fifo_partition_key,
        allowed_cidrs, blocked_cidrs, delivery_mode, mtls_cert, mtls_key, standard_webhooks,
-       sw_ed25519_private, transformation
+       sw_ed25519_private, transformation, updated_at
 FROM endpoints WHERE id = ANY($1::uuid[]);

@@ -1,0 +1,75 @@
+"""A shard's lease on its partition range: the fence on everything the shard writes.
+
+The lease is a row in Postgres with an epoch; the shard renews it every few seconds, and every
+claim and outcome it writes is fenced by that epoch, so a shard that lost its lease (paused too
+long, partitioned from the database) can change nothing once another owner took the range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from control.store.queries import q
+
+log = logging.getLogger("mittr.engine.lease")
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class Lease:
+    def __init__(self, pool: asyncpg.Pool, lo: int, hi: int, owner: str, ttl_s: float, renew_s: float) -> None:
+        self.pool = pool
+        self.lo, self.hi, self.owner = lo, hi, owner
+        self.slot = f"{lo}-{hi}"
+        self.ttl_s, self.renew_s = ttl_s, renew_s
+        self.epoch = 0
+        self.lost = False
+
+    def owns(self, partition: int) -> bool:
+        return self.lo <= partition < self.hi
+
+    async def acquire(self) -> None:
+        """Wait until the range is ours (free, expired, or held by our own earlier incarnation);
+        work an earlier owner held goes back to the queue under the new epoch."""
+        while True:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_leases'))")
+                    live = await conn.fetch(q("overlapping_live_leases"), self.slot, self.lo, self.hi)
+                    if not live:
+                        await conn.execute(q("drop_overlapping_leases"), self.slot, self.lo, self.hi)
+                        epoch = await conn.fetchval(q("acquire_lease"), self.slot, self.lo, self.hi,
+                                                    self.owner, self.ttl_s)
+                        if epoch is not None:
+                            self.epoch = int(epoch)
+                            reset = await conn.execute(q("reset_stale_claims"), self.lo, self.hi, self.epoch)
+                            log.info("lease acquired", extra={"range": self.slot, "epoch": self.epoch,
+                                                              "reclaimed": reset})
+                            return
+            except DB_ERRORS as exc:
+                log.warning("lease acquisition failed", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)
+
+    async def keep(self, on_lost: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        """Renew until stopped; a renewal that finds the lease taken reports it once and ends."""
+        while not stopping():
+            await asyncio.sleep(self.renew_s)
+            try:
+                renewed = await self.pool.fetchval(q("renew_lease"), self.slot, self.epoch, self.ttl_s)
+            except DB_ERRORS as exc:
+                log.warning("lease renewal failed", extra={"error": str(exc)})
+                continue
+            if renewed is None:
+                self.lost = True
+                on_lost()
+                return
+
+    async def release(self) -> None:
+        """Hand the range over at once (a clean stop, or giving up after writes kept failing)."""
+        try:
+            await self.pool.execute(q("release_lease"), self.slot, self.epoch)
+        except DB_ERRORS:
+            pass
