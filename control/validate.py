@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from control.errors import BadRequest, NotFound
+from control.policy.ssrf import AddressPolicy
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 # Headers a caller may not set: the transport's and Mittr's own signature headers.
@@ -91,6 +92,15 @@ def url_field(value: Any, name: str) -> str:
     return text
 
 
+def reachable_url(url: str, name: str, policy: AddressPolicy) -> str:
+    """Refuse now a URL whose host is an address deliveries may never reach (a literal IP or
+    `localhost`); hostnames are judged on what they resolve to, at connect time."""
+    reason = policy.host_refusal(urlsplit(url).hostname or "")
+    if reason is not None:
+        raise BadRequest(f"{name}: {reason}")
+    return url
+
+
 def headers_field(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise BadRequest(f"{name}: expected an object of header names to string values")
@@ -115,6 +125,16 @@ def cidr_list(value: Any, name: str) -> list[str]:
             ipaddress.ip_network(item, strict=False)
         except ValueError as exc:
             raise BadRequest(f"{name}[{i}]: {item!r} is not a CIDR block") from exc
+    return items
+
+
+def reachable_cidrs(items: list[str], name: str, policy: AddressPolicy) -> list[str]:
+    """Refuse allowlist entries that lie wholly in a range the policy refuses: they could only
+    ever admit addresses that are refused anyway."""
+    for i, item in enumerate(items):
+        reason = policy.network_refusal(item)
+        if reason is not None:
+            raise BadRequest(f"{name}[{i}]: {reason}; an allowlist cannot re-open it")
     return items
 
 

@@ -16,6 +16,7 @@ import orjson
 from control.errors import ApiError, BadRequest, Conflict, ValidationError
 from control.jsonfmt import iso
 from control.policy.partitioning import partition_for, target_key
+from control.policy.ssrf import AddressPolicy
 from control.services.events import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -35,7 +36,7 @@ MAX_BATCH = 100
 ITEM_FIELDS = frozenset(EVENT_FIELDS | {"idempotencyKey"})
 
 
-def _item(raw: Any, index: int) -> NewEvent:
+def _item(raw: Any, index: int, policy: AddressPolicy | None) -> NewEvent:
     """One batch entry: a direct event with its own key, default priority and no delay."""
     prefix = f"events[{index}]."
     if not isinstance(raw, dict):
@@ -48,7 +49,7 @@ def _item(raw: Any, index: int) -> NewEvent:
                          "send fan-out events with POST /api/v1/events")
     if raw.get("destination") is None:
         raise BadRequest(f"{prefix}destination: required")
-    ev = parse_event(raw, key, prefix, ITEM_FIELDS)
+    ev = parse_event(raw, key, prefix, ITEM_FIELDS, policy)
     if ev.delay_seconds:
         raise BadRequest(f"{prefix}delaySeconds: batch events cannot be scheduled")
     if ev.priority != DEFAULT_PRIORITY:
@@ -56,7 +57,7 @@ def _item(raw: Any, index: int) -> NewEvent:
     return ev
 
 
-def parse_batch(body: Any) -> list[NewEvent]:
+def parse_batch(body: Any, policy: AddressPolicy | None = None) -> list[NewEvent]:
     """Validate the whole batch before touching the database; errors name the index and field."""
     try:
         if not isinstance(body, dict):
@@ -72,7 +73,7 @@ def parse_batch(body: Any) -> list[NewEvent]:
         if len(items) > MAX_BATCH:
             raise ApiError(f"events: at most {MAX_BATCH} events per batch, got {len(items)}",
                            code="BATCH_TOO_LARGE", status=400)
-        events = [_item(raw, i) for i, raw in enumerate(items)]
+        events = [_item(raw, i, policy) for i, raw in enumerate(items)]
     except BadRequest as exc:
         raise ValidationError(exc.message) from exc
     repeated = sorted(k for k, n in Counter(ev.idempotency_key for ev in events).items() if n > 1)
@@ -86,6 +87,7 @@ class BatchService:
     def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
         self.pool = pool
         self.partitions = partitions
+        self.policy = AddressPolicy.from_engine(settings.engine if settings else None)
         self.signal = WorkSignal(pool)
 
     async def aclose(self) -> None:
@@ -106,7 +108,7 @@ class BatchService:
         return out
 
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
-        events = parse_batch(body)
+        events = parse_batch(body, self.policy)
         n = len(events)
         ids = time_ordered_ids(n)
         parts = self._partitions(events)

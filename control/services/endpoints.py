@@ -15,7 +15,8 @@ from control.jsonfmt import iso
 from control.policy.filters import FilterError, compile_filter
 from control.policy.jsonpath import compile_path
 from control.policy.partitioning import partition_for
-from control.policy.signing import generate_secret
+from control.policy.signing import generate_secret, secret_bytes
+from control.policy.ssrf import AddressPolicy
 from control.policy.transform import TransformError, check_transformation
 from control.services.mtls import check_pair
 from control.services.owned import owned_page, owned_row
@@ -30,12 +31,14 @@ from control.validate import (
     headers_field,
     int_field,
     need_object,
+    reachable_cidrs,
+    reachable_url,
     str_field,
     str_list,
     url_field,
 )
 
-DELIVERY_MODES = ("push", "poll", "storage")
+DELIVERY_MODES = ("push", "poll", "storage")    # the guide's; storage destinations are not built yet
 DAY_MS = 86_400_000
 
 
@@ -76,6 +79,8 @@ def _mode(value: Any, name: str) -> str:
     text = str_field(value, name, max_len=16)
     if text not in DELIVERY_MODES:
         raise BadRequest(f"{name}: must be one of {', '.join(DELIVERY_MODES)}")
+    if text == "storage":   # accepted, it would sit queued forever: nothing delivers it yet
+        raise BadRequest(f"{name}: storage is not available yet; use push or poll")
     return text
 
 
@@ -140,8 +145,6 @@ UPDATE_COLUMNS = [f.column for f in FIELDS]
 def _check_whole(values: dict[str, Any]) -> None:
     if values["retry_backoff_max"] < values["retry_backoff_ms"]:
         raise BadRequest("retryBackoffMax: must not be less than retryBackoffMs")
-    if values["delivery_mode"] == "storage" and not values["storage_config"]:
-        raise BadRequest("storageConfig: required when deliveryMode is storage")
     if bool(values["mtls_cert"]) != bool(values["mtls_key"]):
         raise BadRequest("mtlsCert: mtlsCert and mtlsKey must be given together")
     if values["signing_secret"] is not None and len(values["signing_secret"]) < 8:
@@ -172,6 +175,19 @@ def _parse(body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
     return values
 
 
+def _given(body: Any) -> set[str]:
+    """Columns this request sets (its other values come from the current row, or defaults)."""
+    return {f.column for f in FIELDS if isinstance(body, dict) and f.json in body}
+
+
+def _secret_generated(body: Any, creating: bool) -> bool:
+    """Mittr made the secret: none given at create, or `null` in a PATCH (rotation). Only then is
+    it returned; a secret the caller chose is never echoed back."""
+    if creating:
+        return not isinstance(body, dict) or body.get("signingSecret") is None
+    return isinstance(body, dict) and "signingSecret" in body and body["signingSecret"] is None
+
+
 def endpoint_json(row: asyncpg.Record | dict[str, Any], include_secret: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"id": str(row["id"])}
     for field in FIELDS:
@@ -198,10 +214,25 @@ class EndpointService:
         self.partitions = partitions
         self.settings = settings
         self.box = box_for(settings.security["encryption_key"] if settings else "")
+        self.policy = AddressPolicy.from_engine(settings.engine if settings else None)
 
-    def _seal(self, body: Any, values: dict[str, Any], creating: bool) -> dict[str, Any]:
+    def _check_deliverable(self, values: dict[str, Any], given: set[str], creating: bool) -> None:
+        """Refuse now what the shards could never deliver, rather than accept it and let events die."""
+        reachable_url(values["url"], "url", self.policy)
+        reachable_cidrs(values["allowed_cidrs"], "allowedCidrs", self.policy)
+        if values["standard_webhooks"]:
+            secret = values["signing_secret"]
+            if not (creating or "signing_secret" in given):
+                secret = self.box.open(secret)      # the current row's, sealed
+            try:
+                secret_bytes(secret)                # exactly what signing the headers will do
+            except ValueError as exc:
+                raise BadRequest(f"signingSecret: {exc} (standardWebhooks signs with the decoded "
+                                 "key; omit signingSecret to have one generated)") from exc
+
+    def _seal(self, values: dict[str, Any], given: set[str], creating: bool) -> dict[str, Any]:
         """Check an mTLS pair given in this request, then seal the secrets this request set."""
-        given = {f.column for f in FIELDS if isinstance(body, dict) and f.json in body}
+        self._check_deliverable(values, given, creating)
         if creating or given & {"mtls_cert", "mtls_key"}:
             if values["mtls_cert"] and values["mtls_key"]:
                 check_pair(values["mtls_cert"], values["mtls_key"])
@@ -213,12 +244,13 @@ class EndpointService:
 
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
         values = _parse(body, None)
-        sealed = self._seal(body, values, creating=True)
+        sealed = self._seal(values, _given(body), creating=True)
         endpoint_id = uuid.uuid4()
         row = await self.pool.fetchrow(
             q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
             *[sealed[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
-        return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]}, include_secret=True)
+        return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]},
+                             include_secret=_secret_generated(body, creating=True))
 
     async def _get_row(self, who: Principal, endpoint_id: str) -> asyncpg.Record:
         return await owned_row(self.pool, "get_endpoint", endpoint_id, who, "endpoint")
@@ -231,12 +263,15 @@ class EndpointService:
 
     async def update(self, who: Principal, endpoint_id: str, body: Any) -> dict[str, Any]:
         current = await self._get_row(who, endpoint_id)
-        values = self._seal(body, _parse(body, dict(current)), creating=False)
+        values = _parse(body, dict(current))
+        sealed = self._seal(values, _given(body), creating=False)
         row = await self.pool.fetchrow(q("update_endpoint"), current["id"], who.client_id,
-                                       *[values[c] for c in UPDATE_COLUMNS])
+                                       *[sealed[c] for c in UPDATE_COLUMNS])
         if row is None:
             raise NotFound("endpoint not found")
         await notify_endpoint_changed(self.pool, row["id"], row["partition"])
+        if _secret_generated(body, creating=False):
+            return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]}, include_secret=True)
         return endpoint_json(row)
 
     async def set_status(self, who: Principal, endpoint_id: str, status: str) -> dict[str, Any]:

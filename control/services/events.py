@@ -15,6 +15,7 @@ from control.errors import BadRequest, Conflict
 from control.jsonfmt import iso
 from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
+from control.policy.ssrf import AddressPolicy
 from control.policy.waiting import EndpointState, PendingTask, waiting
 from control.services.event_types import validate_event_payload
 from control.services.owned import owned_page, owned_row
@@ -23,7 +24,7 @@ from control.services.usage import quota_checked
 from control.settings import Settings
 from control.signalling import WORK_CHANNEL, WorkSignal
 from control.store.queries import q
-from control.validate import headers_field, int_field, need_object, str_field, url_field
+from control.validate import headers_field, int_field, need_object, reachable_url, str_field, url_field
 
 
 def time_ordered_ids(n: int) -> list[uuid.UUID]:
@@ -72,8 +73,9 @@ def idempotency_key(raw: str | None) -> str:
 
 
 def parse_event(body: Any, key: str, prefix: str = "",
-                allowed: frozenset[str] = EVENT_FIELDS) -> NewEvent:
-    """Validate one event body; `prefix` names where it sits (`events[2].` in a batch)."""
+                allowed: frozenset[str] = EVENT_FIELDS, policy: AddressPolicy | None = None) -> NewEvent:
+    """Validate one event body; `prefix` names where it sits (`events[2].` in a batch). With a
+    `policy`, a destination the shards would refuse is refused now."""
     data = need_object(body, prefix.rstrip(".") or "body")
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -84,6 +86,8 @@ def parse_event(body: Any, key: str, prefix: str = "",
         raise BadRequest(f"{prefix}destination: give either destination or eventType, not both")
     if destination is not None:
         destination = url_field(destination, f"{prefix}destination")
+        if policy is not None:
+            reachable_url(destination, f"{prefix}destination", policy)
     if event_type is not None:
         event_type = str_field(event_type, f"{prefix}eventType", max_len=256, allow_empty=False)
     if "payload" not in data:
@@ -173,6 +177,7 @@ class EventService:
         self.pool = pool
         self.partitions = partitions
         self.settings = settings
+        self.policy = AddressPolicy.from_engine(settings.engine if settings else None)
         self.signal = WorkSignal(pool)
 
     async def aclose(self) -> None:
@@ -197,7 +202,7 @@ class EventService:
         return targets
 
     async def create(self, who: Principal, body: Any, key: str | None) -> dict[str, Any]:
-        ev = parse_event(body, idempotency_key(key))
+        ev = parse_event(body, idempotency_key(key), policy=self.policy)
         event_id = time_ordered_ids(1)[0]
         async with self.pool.acquire() as conn:
             # Reads first (schema, subscribers; a direct event needs neither), then one statement

@@ -23,7 +23,7 @@ from control.services.principal import Principal
 from control.settings import Settings
 from control.signalling import release_payload, work_payload
 from control.store.queries import q
-from control.validate import bool_field, headers_field, int_field, need_object, url_field, uuid_or_404
+from control.validate import bool_field, headers_field, int_field, need_object, reachable_url, url_field, uuid_or_404
 
 T = TypeVar("T")
 REPLAYABLE = ("failed", "dead")
@@ -151,6 +151,8 @@ class LifecycleService:
 
     async def edit(self, who: Principal, event_id: str, body: Any) -> dict[str, Any]:
         edit = parse_edit(body)
+        if edit.destination is not None:
+            reachable_url(edit.destination, "destination", self.events.policy)
 
         async def run(conn: asyncpg.Connection) -> None:
             row = await self._locked_event(conn, who, event_id, "edited")
