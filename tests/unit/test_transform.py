@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Iterator
+
 import orjson
 import pytest
 
@@ -22,8 +27,10 @@ WEBHOOK: dict[str, object] = {
 
 
 @pytest.fixture
-def runner() -> TransformRunner:
-    return TransformRunner(time_limit_ms=50, memory_limit_bytes=16 * 2**20, max_contexts=4)
+def runner() -> Iterator[TransformRunner]:
+    runner = TransformRunner(time_limit_ms=50, memory_limit_bytes=16 * 2**20, max_contexts=4)
+    yield runner
+    runner.close()
 
 
 def test_rewrites_payload_headers_and_url(runner: TransformRunner) -> None:
@@ -172,3 +179,116 @@ def test_check_transformation_refuses(code: str, needle: str) -> None:
 ])
 def test_check_transformation_accepts(code: str) -> None:
     check_transformation(code)
+
+
+# Loops of a few hundred instructions around one long native call (or one O(n) opcode): QuickJS's
+# interrupt handler, polled every ~10,000 instructions and never inside a native call, let each of
+# these run for 1-10 s against a 50 ms limit before the sandbox process could be killed.
+RUNAWAYS = {
+    "JSON.stringify": ("const big = Array(100000).fill('x'.repeat(40));",
+                       "for (let i = 0; i < 200; i++) JSON.stringify(big)"),
+    "String#repeat": ("", "for (let i = 0; i < 200; i++) 'x'.repeat(1 << 23)"),
+    "String#indexOf": ("const s = 'a'.repeat(1 << 23);", "for (let i = 0; i < 2000; i++) s.indexOf('b')"),
+    "spread": ("const a = Array(200000).fill(1);", "let n = 0; for (let i = 0; i < 1000; i++) n += [...a].length"),
+}
+
+
+@pytest.mark.parametrize("name", list(RUNAWAYS))
+def test_native_calls_cannot_outrun_the_time_limit(runner: TransformRunner, name: str) -> None:
+    top, body = RUNAWAYS[name]
+    code = f"{top}\nfunction handler(w) {{ {body}; return w }}"
+    out = runner.apply("ep:1", code, WEBHOOK)
+    assert out.error is not None and "exceeded the 50 ms CPU time limit" in out.error, out.error
+    assert out.payload is None and not out.cancelled
+    # the sandbox's CPU time is a small multiple of the limit (it is killed at 1.5x); wall time is
+    # loose because this machine is shared
+    assert out.cpu_ms is not None and out.cpu_ms < 4 * 50, out.cpu_ms
+    assert out.elapsed_ms < 2000, out.elapsed_ms
+    # a fresh sandbox takes over at once
+    ok = runner.apply("ep:2", "function handler(w) { return w }", WEBHOOK)
+    assert ok.error is None and ok.payload is not None
+
+
+def test_top_level_code_cannot_outrun_the_time_limit() -> None:
+    top, body = RUNAWAYS["JSON.stringify"]
+    started = time.perf_counter()
+    with pytest.raises(TransformError, match="CPU time limit"):
+        check_transformation(f"{top}\n{body};\nfunction handler(w) {{ return w }}")
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_sandbox_that_dies_is_replaced(runner: TransformRunner) -> None:
+    assert runner.apply("k", "function handler(w) { return w }", WEBHOOK).error is None
+    worker = runner._worker
+    assert worker is not None
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    out = runner.apply("k", "function handler(w) { return w }", WEBHOOK)
+    assert out.error == "transformation failed: the sandbox process ended unexpectedly"
+    assert runner.apply("k", "function handler(w) { return w }", WEBHOOK).error is None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.ms = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.ms
+
+
+def test_a_tenant_over_its_time_budget_is_throttled_and_others_are_not() -> None:
+    clock = FakeClock()
+    runner = TransformRunner(time_limit_ms=50, tenant_ms_per_s=100, clock_ms=clock)
+    try:
+        heavy = "function handler(w) { while (true) {} }"
+        light = "function handler(w) { return w }"
+        spent = 0.0
+        for _ in range(10):   # each call takes at least the 50 ms limit, so 3 calls spend the 100 ms
+            out = runner.apply("ep:a", heavy, WEBHOOK, tenant="tenant-a")
+            if out.throttled_ms is not None:
+                break
+            assert out.error is not None and "CPU time limit" in out.error
+            spent += out.elapsed_ms
+        assert out.throttled_ms is not None and out.throttled_ms > 0, "tenant-a was never throttled"
+        assert 100 <= spent <= 100 + 1000   # at most one call past the budget
+        # throttled = nothing ran, nothing failed: the caller defers the delivery
+        assert out.error is None and out.payload is None and not out.cancelled and out.elapsed_ms == 0
+        # another tenant is not held back by tenant-a's spending
+        other = runner.apply("ep:b", light, WEBHOOK, tenant="tenant-b")
+        assert other.throttled_ms is None and other.error is None and other.payload is not None
+        # still refused just before the hint, let in after it
+        clock.ms += out.throttled_ms - 1
+        assert runner.apply("ep:a", light, WEBHOOK, tenant="tenant-a").throttled_ms is not None
+        clock.ms += 1
+        again = runner.apply("ep:a", light, WEBHOOK, tenant="tenant-a")
+        assert again.throttled_ms is None and again.error is None
+        # untenanted calls (the API's checks) are never throttled
+        assert runner.apply("ep:a", light, WEBHOOK).throttled_ms is None
+    finally:
+        runner.close()
+
+
+def test_memory_blowups_fail_cleanly(runner: TransformRunner) -> None:
+    for body, needle in [
+        ("const a = []; while (true) a.push('x'.repeat(1000) + a.length);", "16 MiB memory limit"),
+        ("const a = []; while (true) a.push(new Array(10000).fill(a.length));", "16 MiB memory limit"),
+        # the answer is serialised inside the limited call, so it cannot outgrow memory either
+        ("w.payload = Array(20).fill('x'.repeat(1 << 20)); return w", "16 MiB memory limit"),
+        # 2**40 elements once serialised: whichever limit it meets first ends it
+        ("let a = [1]; for (let i = 0; i < 40; i++) a = [a, a]; w.payload = a; return w", "limit"),
+    ]:
+        out = runner.apply("ep:1", f"function handler(w) {{ {body} }}", WEBHOOK)
+        assert out.error is not None and needle in out.error, (body, out.error)
+        assert runner.apply("ep:1", "function handler(w) { return w }", WEBHOOK).error is None
+
+
+def test_answers_larger_than_the_output_limit_are_refused(runner: TransformRunner) -> None:
+    code = "function handler(w) { w.payload = 'x'.repeat(3 * 1024 * 1024); return w }"
+    out = runner.apply("ep:1", code, WEBHOOK)
+    assert out.error == f"transformation failed: the returned webhook is larger than {2 * 2**20} bytes"
+
+
+def test_inputs_larger_than_the_input_limit_are_not_handed_over(runner: TransformRunner) -> None:
+    webhook = {**WEBHOOK, "payload": {"blob": "x" * (2 * 2**20)}}
+    out = runner.apply("ep:1", "function handler(w) { return w }", webhook)
+    assert out.error is not None and "larger than the 2097152 bytes a transformation accepts" in out.error
+    assert out.cpu_ms is None   # nothing ran
