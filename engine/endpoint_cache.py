@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -25,10 +25,10 @@ DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutErro
 
 
 class EndpointCache:
-    def __init__(self, pool: asyncpg.Pool, box: SecretBox, allow_private: bool) -> None:
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox, engine_settings: Mapping[str, Any]) -> None:
         self.pool = pool
         self.box = box
-        self.allow_private = allow_private
+        self.engine_settings = engine_settings     # the SSRF policy's settings, as the API reads them
         self.configs: dict[uuid.UUID, EndpointConfig] = {}
         self.stale: set[uuid.UUID] = set()       # refreshes that failed: retried by reconcile()
 
@@ -36,7 +36,7 @@ class EndpointCache:
         return self.configs.get(endpoint_id)
 
     def _config(self, row: Any) -> EndpointConfig:
-        cfg = EndpointConfig.from_row(row, self.allow_private)
+        cfg = EndpointConfig.from_row(row, self.engine_settings)
         cfg.signing_secret = self.box.open(cfg.signing_secret)
         cfg.mtls_key = self.box.open_optional(cfg.mtls_key)
         cfg.sw_ed25519_private = self.box.open_optional(cfg.sw_ed25519_private)

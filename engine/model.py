@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,7 +45,7 @@ class EndpointConfig:
     revision: datetime | None = None     # endpoints.updated_at when this config was read
 
     @classmethod
-    def from_row(cls, row: Any, allow_private: bool) -> EndpointConfig:
+    def from_row(cls, row: Any, engine_settings: Mapping[str, Any]) -> EndpointConfig:
         return cls(
             id=row["id"], url=row["url"], active=row["status"] == "active",
             deleted=row["deleted_at"] is not None, version=row["version"], timeout_ms=row["timeout_ms"],
@@ -56,7 +57,7 @@ class EndpointConfig:
             circuit_opened_at_ms=int(row["circuit_opened_at"].timestamp() * 1000) if row["circuit_opened_at"] else None,
             fifo=row["fifo"], fifo_partition_key=row["fifo_partition_key"],
             delivery_mode=row["delivery_mode"],
-            policy=AddressPolicy.build(allow_private, row["allowed_cidrs"] or (), row["blocked_cidrs"] or ()),
+            policy=AddressPolicy.from_engine(engine_settings, row["allowed_cidrs"] or (), row["blocked_cidrs"] or ()),
             mtls_cert=row["mtls_cert"], mtls_key=row["mtls_key"], standard_webhooks=row["standard_webhooks"],
             sw_ed25519_private=row["sw_ed25519_private"], transformation=row["transformation"],
             revision=row["updated_at"],

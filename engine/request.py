@@ -59,9 +59,8 @@ class RequestBuilder:
                                       "url": cfg.url, "eventType": task.event_type, "eventId": str(task.event_id)}
         result = self.transforms.apply(f"{cfg.id}:{cfg.version}", cfg.transformation, webhook,
                                        tenant=str(task.client_id))
-        throttled = getattr(result, "throttled_ms", None)
-        if throttled is not None:
-            return Deferred(int(throttled))
+        if result.throttled_ms is not None:
+            return Deferred(result.throttled_ms)
         now = time.perf_counter_ns()
         if result.error is not None:
             return SendResult(None, "", result.error, "transform", "failure", False, None, now, now)

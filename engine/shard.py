@@ -77,14 +77,14 @@ class Shard:
         self.settings = settings
         eng = settings.engine
         self.index, self.count, self.owner = index, count, owner
-        self.allow_private = bool(eng["allow_private_networks"])
         self.max_buffered = int(eng["max_buffered"])
         self.horizon_s = float(eng["claim_horizon_s"])
         self.box = box_for(settings.security["encryption_key"])
         self.requests = RequestBuilder(
             TransformRunner(int(eng["transform_time_limit_ms"]), int(eng["transform_memory_mb"]) * 2**20,
-                            int(eng["transform_max_contexts"])),
-            AddressPolicy.build(self.allow_private), int(eng["default_timeout_ms"]))
+                            int(eng["transform_max_contexts"]),
+                            tenant_ms_per_s=float(eng["transform_tenant_ms_per_s"])),
+            AddressPolicy.from_engine(eng), int(eng["default_timeout_ms"]))
         self.direct_retry = RetrySettings(int(eng["default_retry_backoff_ms"]),
                                           float(eng["default_retry_backoff_mult"]),
                                           int(eng["default_retry_backoff_max"]))
@@ -112,7 +112,7 @@ class Shard:
         self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
         self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
                                     int(eng["writer_interval_ms"]), on_flushed=self._flushed)
-        self.endpoints = EndpointCache(self.pool, self.box, self.allow_private)
+        self.endpoints = EndpointCache(self.pool, self.box, eng)
         self.claimer = Claimer(self.pool, self.lease, self.dispatcher, self.endpoints, self.writer, self.box,
                                batch=int(eng["claim_batch"]), max_buffered=self.max_buffered,
                                horizon_s=self.horizon_s, scan_interval_s=int(eng["scan_interval_ms"]) / 1000,
@@ -144,6 +144,7 @@ class Shard:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self.senders.close()
+        self.requests.transforms.close()
         if code == 0 or self._stop_reason == "writes failing":
             await self.lease.release()
         await self.pool.close()
