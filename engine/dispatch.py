@@ -404,6 +404,13 @@ class Dispatcher:
         self._forget(target, task)    # a ready-heap entry left behind is pruned by take()
         return True
 
+    def forget(self, task_id: uuid.UUID) -> None:
+        """Stop holding a task wherever it is held (its last outcome could not be recorded). One in
+        flight is forgotten when its attempt ends; a FIFO head stays, to keep its key in order."""
+        target = self.holder.get(task_id)
+        if target is not None:
+            self.withdraw(target.key, task_id)
+
     def drop_idle(self, target: Target) -> list[Task]:
         """Everything of a target not in flight, removed from memory (pause, delete, shutdown)."""
         idle = [t for t in target.held.values() if not t.in_flight]

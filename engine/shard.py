@@ -58,6 +58,7 @@ log = logging.getLogger("mittr.engine.shard")
 RECONCILE_S = 5.0               # endpoint settings compared with Postgres this often
 MARK_DELIVERING_AFTER_MS = 1000  # an attempt on the wire this long shows as `delivering`
 NOT_THE_RECEIVERS_FAULT = ("blocked", "transform", "cancelled")
+WRITES_FAILING = "outcomes could not be recorded for longer than the lease TTL"
 
 
 class LeaseLost(RuntimeError):
@@ -111,7 +112,9 @@ class Shard:
         await self.lease.acquire()
         self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
         self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
-                                    int(eng["writer_interval_ms"]), on_flushed=self._flushed)
+                                    int(eng["writer_interval_ms"]), on_flushed=self._flushed,
+                                    on_stuck=lambda: self._give_up(WRITES_FAILING), on_dropped=self._dropped,
+                                    stuck_after_s=float(eng["lease_ttl_s"]))
         self.endpoints = EndpointCache(self.pool, self.box, eng)
         self.claimer = Claimer(self.pool, self.lease, self.dispatcher, self.endpoints, self.writer, self.box,
                                batch=int(eng["claim_batch"]), max_buffered=self.max_buffered,
@@ -145,7 +148,7 @@ class Shard:
         await asyncio.gather(*workers, return_exceptions=True)
         await self.senders.close()
         self.requests.transforms.close()
-        if code == 0 or self._stop_reason == "writes failing":
+        if code == 0 or self._stop_reason == WRITES_FAILING:
             await self.lease.release()
         await self.pool.close()
         log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
@@ -388,6 +391,13 @@ class Shard:
             attempted_at=attempted_at, new_status=decision.status, next_attempt_at=_ms_to_dt(decision.next_attempt_ms),
             keep_claim=decision.keep_claim, delivered_at=_ms_to_dt(now) if decision.status == "delivered" else None,
             attempts=decision.attempts, prior_attempts=decision.prior_attempts), decision
+
+    def _dropped(self, outcome: Outcome) -> None:
+        """The writer gave up on a poison outcome: its task is still claimed in Postgres with the
+        old attempt count, so the copy in memory (whose count ran ahead) must not be sent again;
+        the orphan sweep gives the task back to be claimed afresh."""
+        self.dispatcher.forget(outcome.task.id)
+        self.claimer.orphans_suspected = True
 
     def _flushed(self, _batch: list[Outcome], _matched: set[uuid.UUID]) -> None:
         if self.claimer.held < self.max_buffered // 2:

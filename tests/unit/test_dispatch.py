@@ -346,3 +346,17 @@ def test_claim_plan_bounds_slow_targets_and_sheds_what_they_over_claimed() -> No
     assert d.claim_plan(20_000, 500, T0).bounded == [(throttled.endpoint_id, 1)]
     d.configure(throttled, cfg(id=throttled.endpoint_id, active=False), T0)
     assert d.claim_plan(20_000, 500, T0).bounded == [], "a paused endpoint claims nothing"
+
+
+def test_forget_drops_an_idle_copy_and_an_in_flight_one_after_its_attempt() -> None:
+    d = Dispatcher(T0, 10, 10)
+    ep = endpoint(d)
+    idle, flying = task(ep, due=T0 + 5000), task(ep)
+    d.add(ep, idle, T0)
+    d.add(ep, flying, T0)
+    [(_, sent)] = d.take(T0)
+    d.forget(idle.id)
+    d.forget(flying.id)
+    assert idle.id not in ep.held and idle.timer is None
+    d.finish(ep, sent, "retry", True, T0, T0 + 10, keep=True)
+    assert d.buffered == 0 and not ep.held, "not kept for a retry whose count ran ahead of Postgres"
