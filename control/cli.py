@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -26,6 +26,10 @@ from control.services.retention import PruneReport, RetentionPolicy, prune
 from control.settings import Settings, SettingsError, load_settings
 from control.store.db import connect, migrate
 from control.store.queries import q
+
+if TYPE_CHECKING:
+    from engine.listen import Reservation
+    from engine.supervisor import ApiStart, Supervisor
 
 log = logging.getLogger("mittr.cli")
 T = TypeVar("T")
@@ -55,12 +59,12 @@ async def _prepare(settings: Settings, url: str) -> dict[str, Any] | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from engine.supervisor import Supervisor, api_argv, child_env, shard_argv, wait_http_ok
+    from engine.supervisor import ApiStart, Supervisor, api_argv, child_env, shard_argv
 
     settings = _settings(args)
     setup_logging(settings.log["level"], role="supervisor")
-    host = args.host or settings.server["host"]
-    port = args.port or int(settings.server["port"])
+    host, port = _address(args, settings)
+    listen = _reserve(host, port)   # before the database starts: a port in use costs nothing
     shards = args.shards or int(settings.engine["shards"]) or (os.cpu_count() or 1)
     workers = args.workers or int(settings.server["workers"]) or min(4, os.cpu_count() or 1)
     db = open_database(settings)
@@ -70,46 +74,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
         sup.env["MITTR_SERVER__WORKERS"] = str(workers)   # the API divides per-key rate limits by it
         owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-        api = sup.add("api", api_argv(host, port, workers))
+        api = sup.add("api", api_argv(host, port, workers, _drain_s(settings)))
         for i in range(shards):
             sup.add(f"shard-{i}", shard_argv(i, shards, owner))
-        signal.signal(signal.SIGTERM, sup.request_stop)
-        signal.signal(signal.SIGINT, sup.request_stop)
-        sup.start_all()
-        if not wait_http_ok(f"http://{host}:{port}/health", 60, api):
-            print("mittr: the API did not become healthy; see the log above", file=sys.stderr)
-            sup.stop_all(10)
-            return 1
-        if first is not None:
-            print("First start: created the default client.")
-            print(f"  Admin API key (shown once, keep it safe): {first['key']}")
-            print(f"  Signing secret for direct deliveries:      {first['signingSecret']}")
-        print(f"Mittr listening on http://{host}:{port} "
-              f"({shards} shard{'s' if shards != 1 else ''}, {workers} API worker{'s' if workers != 1 else ''}, "
-              f"database: {db.describe()})", flush=True)
-        while not sup.stopping:
-            sup.watch_once()
-            time.sleep(0.2)
-        print("mittr: stopping (draining in-flight deliveries)...", flush=True)
-        sup.stop_all(float(settings.engine["drain_timeout_s"]) + 10)
-        return 0
+
+        def announce() -> None:
+            if first is not None:
+                print("First start: created the default client.")
+                print(f"  Admin API key (shown once, keep it safe): {first['key']}")
+                print(f"  Signing secret for direct deliveries:      {first['signingSecret']}")
+            print(f"Mittr listening on http://{host}:{port} "
+                  f"({shards} shard{'s' if shards != 1 else ''}, {workers} API worker{'s' if workers != 1 else ''}, "
+                  f"database: {db.describe()})", flush=True)
+
+        return _supervise(sup, settings, announce, ApiStart(api, host, port, listen))
     finally:
+        listen.release()
         db.stop_if_started()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from engine.supervisor import Supervisor, api_argv, child_env
+    from engine.supervisor import ApiStart, Supervisor, api_argv, child_env
 
     settings = _settings(args)
     setup_logging(settings.log["level"], role="supervisor")
-    db = _external_db(settings)
-    asyncio.run(_prepare(settings, db.url))
-    host = args.host or settings.server["host"]
-    port = args.port or int(settings.server["port"])
-    sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
-    sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
-    sup.add("api", api_argv(host, port, args.workers or int(settings.server["workers"]) or 1))
-    return _run_until_signal(sup, settings)
+    host, port = _address(args, settings)
+    listen = _reserve(host, port)
+    try:
+        db = _external_db(settings)
+        asyncio.run(_prepare(settings, db.url))
+        workers = args.workers or int(settings.server["workers"]) or 1
+        sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
+        sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
+        api = sup.add("api", api_argv(host, port, workers, _drain_s(settings)))
+
+        def announce() -> None:
+            print(f"Mittr API listening on http://{host}:{port} "
+                  f"({workers} worker{'s' if workers != 1 else ''}, database: {db.describe()})", flush=True)
+
+        return _supervise(sup, settings, announce, ApiStart(api, host, port, listen))
+    finally:
+        listen.release()
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
@@ -128,7 +133,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
     sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
     for i in range(args.first, args.first + shards):
         sup.add(f"shard-{i}", shard_argv(i, total, owner))
-    return _run_until_signal(sup, settings)
+    return _supervise(sup, settings)
 
 
 def _metrics_dir(settings: Settings) -> str:
@@ -147,15 +152,46 @@ def _external_db(settings: Settings) -> Database:
     return Database(settings.database_url)
 
 
-def _run_until_signal(sup: Any, settings: Settings) -> int:
+def _supervise(sup: Supervisor, settings: Settings, announce: Callable[[], None] | None = None,
+               api: ApiStart | None = None) -> int:
+    """Start the children; with an API, announce only once it answers and fail (1, everything
+    stopped) if it cannot. Then restart what dies until SIGTERM / Ctrl-C, and drain."""
+    from engine.supervisor import wait_http_ok
+
     signal.signal(signal.SIGTERM, sup.request_stop)
     signal.signal(signal.SIGINT, sup.request_stop)
     sup.start_all()
+    if api is not None and not wait_http_ok(api.health_url, 60, api.child, stop=lambda: sup.stopping) \
+            and not sup.stopping:
+        print(api.failure(), file=sys.stderr, flush=True)
+        sup.stop_all(10)
+        return 1
+    if not sup.stopping and announce is not None:
+        announce()
     while not sup.stopping:
         sup.watch_once()
         time.sleep(0.2)
-    sup.stop_all(float(settings.engine["drain_timeout_s"]) + 10)
+    print("mittr: stopping (draining in-flight deliveries)...", flush=True)
+    sup.stop_all(_drain_s(settings) + 10)
     return 0
+
+
+def _drain_s(settings: Settings) -> float:
+    return float(settings.engine["drain_timeout_s"])
+
+
+def _address(args: argparse.Namespace, settings: Settings) -> tuple[str, int]:
+    return str(args.host or settings.server["host"]), int(args.port or settings.server["port"])
+
+
+def _reserve(host: str, port: int) -> Reservation:
+    """Hold the API's address, or stop here with the reason (nothing has been started yet)."""
+    from engine.listen import ListenError, reserve
+
+    try:
+        return reserve(host, port)
+    except ListenError as exc:
+        raise SystemExit(f"mittr: {exc}") from exc
 
 
 def on_migrated_database(settings: Settings, work: Callable[[asyncpg.Connection, list[str]], Awaitable[T]]) -> T:

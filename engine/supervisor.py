@@ -7,15 +7,19 @@ kill -9 or a leak in one of them never takes the others down.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from control.metrics import MULTIPROC_ENV, forget_process
+from engine.listen import ListenError, Reservation, probe
 
 log = logging.getLogger("mittr.supervisor")
 
@@ -84,6 +88,8 @@ class Supervisor:
             forget_process(child.proc.pid, path)
 
     def stop_all(self, timeout: float) -> None:
+        """SIGTERM every child, wait up to `timeout` in all, then SIGKILL what is left together
+        with its own children (granian's workers), which would otherwise outlive it holding the port."""
         for child in reversed(self.children):
             if child.alive and child.proc is not None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -95,23 +101,87 @@ class Supervisor:
                 child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.error("process did not stop in time; killing", extra={"child": child.name})
-                child.proc.kill()
+                kill_tree(child.proc.pid)
                 child.proc.wait()
+
+
+def descendants(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """Children, grandchildren... of `pid`, read from /proc (empty where there is none)."""
+    parents: dict[int, list[int]] = {}
+    for entry in proc.glob("[0-9]*/stat"):
+        try:
+            stat = entry.read_text()
+        except OSError:
+            continue   # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")"
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and everything under it; the tree is read first, while the links still hold."""
+    for target in [*descendants(pid), pid]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class ApiStart:
+    """The API child and the address it must come up on."""
+
+    child: Child
+    host: str
+    port: int
+    listen: Reservation
+
+    @property
+    def health_url(self) -> str:
+        # a wildcard address is reached on loopback
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/health"
+
+    def failure(self) -> str:
+        """Why the API did not come up, in one line for the user."""
+        proc = self.child.proc
+        if proc is None or proc.poll() is None:
+            return "mittr: the API did not become healthy; see the log above"
+        self.listen.release()   # free our own hold, then see whether someone else has the port
+        try:
+            probe(self.host, self.port)
+        except ListenError as exc:
+            return f"mittr: {exc}"
+        return f"mittr: the API server exited while starting (exit code {proc.returncode}); see the log above"
 
 
 def shard_argv(index: int, count: int, owner: str) -> list[str]:
     return [sys.executable, "-m", "engine.shard", "--index", str(index), "--count", str(count), "--owner", owner]
 
 
-def api_argv(host: str, port: int, workers: int) -> list[str]:
+def api_argv(host: str, port: int, workers: int, stop_timeout: float) -> list[str]:
+    """granian waits for open connections forever on SIGTERM unless told otherwise, so a worker
+    holding a slow client would outlive the drain: it is killed after `stop_timeout` seconds."""
+    kill_after = min(1800, max(1, math.ceil(stop_timeout)))
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port),
             "--workers", str(workers), "--loop", "uvloop", "--ws", "--log-level", "warning",
-            "--no-access-log", "--respawn-failed-workers", "api.asgi:app"]
+            "--no-access-log", "--respawn-failed-workers", "--workers-kill-timeout", str(kill_after),
+            "api.asgi:app"]
 
 
-def wait_http_ok(url: str, timeout: float, child: Child | None = None) -> bool:
+def wait_http_ok(url: str, timeout: float, child: Child | None = None,
+                 stop: Callable[[], bool] = lambda: False) -> bool:
+    """True once `url` answers 200; False when `child` exits first, when `stop()` turns true
+    (Ctrl-C while starting) or after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop():
         if child is not None and not child.alive:
             return False
         try:

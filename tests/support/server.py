@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,8 +38,12 @@ class MittrServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 60) -> MittrServer:
-        self.port = self.port or free_port()
+    def command(self, role: str = "serve") -> list[str]:
+        """`mittr serve` (or `mittr api`) on this server's address."""
+        argv = [sys.executable, "-m", "control.cli", role, "--host", "127.0.0.1", "--port", str(self.port)]
+        return argv + (["--shards", str(self.shards)] if role == "serve" else []) + ["--workers", "1"]
+
+    def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
             "DATABASE_URL": self.database_url,
@@ -48,10 +53,13 @@ class MittrServer:
             "MITTR_LOG__LEVEL": "warning",
             **self.env_overrides,
         })
+        return env
+
+    async def start(self, timeout: float = 60) -> MittrServer:
+        self.port = self.port or free_port()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "control.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-            "--shards", str(self.shards), "--workers", "1",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True)
+            *self.command(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=self.environment(), start_new_session=True)
         ready = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(ready))
         try:
@@ -99,6 +107,20 @@ class MittrServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Processes whose environment has name=value: a run's whole tree, orphans included, when the
+    test gave it a unique value (children inherit the environment)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue   # gone, or not ours
+    return found
 
 
 class Api:
