@@ -15,6 +15,7 @@ from control.policy.filters import compile_filter
 from control.policy.signing import sign_v1
 from control.policy.token_bucket import TokenBucket
 from engine.dispatch import Dispatcher
+from engine.http1 import DONE, ResponseParser
 from engine.model import Task
 from engine.policy.breaker import CircuitBreaker
 from engine.policy.timer_wheel import TimerWheel
@@ -116,6 +117,32 @@ def test_dispatch_add_take_finish(benchmark: Any, targets: int) -> None:
 
     assert benchmark(one) == 1
     assert dispatcher.buffered == 0 and dispatcher.in_flight == 0
+
+
+RESPONSES = {
+    "minimal": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok",
+    "nginx-json": (b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nServer: nginx/1.25\r\n"
+                   b"Content-Type: application/json; charset=utf-8\r\nContent-Length: 27\r\n"
+                   b"Connection: keep-alive\r\nX-Request-Id: 0a1b2c3d4e5f\r\nVary: Accept-Encoding\r\n\r\n"
+                   b'{"received":true,"id":123}\n'),
+    "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", list(RESPONSES))
+def test_parse_response(benchmark: Any, kind: str) -> None:
+    """What the sender pays per delivery to read the answer: a fresh parser, one feed of the whole
+    response (the usual case on a keep-alive connection), the kept body."""
+    data = RESPONSES[kind]
+
+    def parse() -> tuple[int, bytes]:
+        parser = ResponseParser(4096)
+        assert parser.feed(data) == DONE
+        return parser.status, parser.body
+
+    status, body = benchmark(parse)
+    assert status == 200 and body in (b"ok", b"hello world", b'{"received":true,"id":123}\n')
 
 
 def test_payload_bytes_are_not_reserialised() -> None:

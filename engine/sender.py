@@ -23,6 +23,7 @@ from aiohttp.abc import ResolveResult
 
 from control.policy.signing import sign_v1
 from control.policy.ssrf import AddressPolicy
+from engine.http1 import DONE, NEED_DATA, MalformedResponse, ResponseParser
 
 A = TypeVar("A")
 log = logging.getLogger("mittr.engine.sender")
@@ -155,26 +156,16 @@ class _Exchange:
 
 
 class _Conn(asyncio.Protocol):
-    """A keep-alive HTTP/1.1 connection that parses responses as they arrive (status line, headers,
-    Content-Length, chunked or until-close bodies) and hands the outcome straight to its exchange."""
+    """A keep-alive HTTP/1.1 connection that parses responses as they arrive (engine/http1.py) and
+    hands the outcome straight to its exchange. A response whose body outgrows the kept limit ends
+    the attempt at once and closes the connection: nothing more of it is read."""
 
     def __init__(self, pool: list[tuple[float, _Conn]]) -> None:
         self.pool = pool
         self.transport: Any = None
-        self.buf = bytearray()
+        self.parser: ResponseParser | None = None
         self.exchange: _Exchange | None = None
         self.closed = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.head_done = False
-        self.length = -1            # -1 unknown, read until close
-        self.chunked = False
-        self.keep_alive = True
-        self.retry_after: str | None = None
-        self.body = bytearray()
-        self.kept = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -182,7 +173,7 @@ class _Conn(asyncio.Protocol):
     def request(self, data: bytes, exchange: _Exchange) -> None:
         self.exchange = exchange
         exchange.conn = self
-        self._reset()
+        self.parser = ResponseParser(exchange.body_limit)
         self.transport.write(data)
 
     def abort(self) -> None:
@@ -195,120 +186,39 @@ class _Conn(asyncio.Protocol):
         ex, self.exchange = self.exchange, None
         if ex is None:
             return
-        if self.head_done and self.length == -1 and not self.chunked:
-            self._finish(ex)      # the body ran until the close
+        parser = self.parser
+        if parser is not None and parser.feed_eof():
+            self._finish(ex, parser, DONE)      # the body ran until the close
         else:
             ex.fail("other", f"ServerDisconnectedError: {exc or 'server disconnected'}")
 
     def data_received(self, data: bytes) -> None:
-        ex = self.exchange
-        if ex is None:            # nothing asked: a server talking out of turn is not reused
+        ex, parser = self.exchange, self.parser
+        if ex is None or parser is None:    # nothing asked: a server talking out of turn is not reused
             self.abort()
             return
-        self.buf += data
         try:
-            if self._parse():
-                self.exchange = None
-                self._finish(ex)
-        except ValueError as exc:
+            state = parser.feed(data)
+        except MalformedResponse as exc:
             self.exchange = None
             self.abort()
-            ex.fail("other", f"ClientResponseError: malformed response: {exc}")
+            ex.fail("other", f"malformed response: {exc}")
+            return
+        if state != NEED_DATA:
+            self.exchange = None
+            self._finish(ex, parser, state)
 
-    def _keep(self, data: bytes | bytearray) -> None:
-        room = self.exchange.body_limit - self.kept if self.exchange is not None else 0
-        if room > 0:
-            self.body += data[:room]
-            self.kept += min(room, len(data))
-
-    def _parse(self) -> bool:
-        """Consume what has arrived; True once the whole response is in."""
-        buf = self.buf
-        while not self.head_done:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > 65536:
-                    raise ValueError("response head too large")
-                return False
-            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            del buf[: end + 4]
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                raise ValueError(f"bad status line {lines[0][:80]!r}")
-            status = int(parts[1])
-            if 100 <= status < 200:
-                continue          # interim response
-            self.status = status
-            self.keep_alive = parts[0] == "HTTP/1.1"
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                value = value.strip()
-                if name == "content-length":
-                    self.length = int(value)
-                elif name == "transfer-encoding":
-                    self.chunked = "chunked" in value.lower()
-                elif name == "connection":
-                    self.keep_alive = value.lower() != "close" and (self.keep_alive or value.lower() == "keep-alive")
-                elif name == "retry-after":
-                    self.retry_after = value
-            if status in (204, 304):
-                self.length, self.chunked = 0, False
-            if self.chunked:
-                self.length = -2
-            self.head_done = True
-        if self.chunked:
-            return self._parse_chunks()
-        if self.length < 0:
-            self._keep(buf)
-            buf.clear()
-            return False
-        if len(buf) < self.length:
-            return False
-        self._keep(buf[: self.length])
-        if len(buf) > self.length:
-            self.keep_alive = False     # stray bytes after the response: it counts, the connection goes
-        buf.clear()
-        return True
-
-    def _parse_chunks(self) -> bool:
-        buf = self.buf
-        while True:
-            if self.length == -2:                       # expecting a size line
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return False
-                size = int(bytes(buf[:end]).split(b";")[0].strip() or b"x", 16)
-                del buf[: end + 2]
-                self.length = size if size else -3
-            if self.length == -3:                       # after the last chunk: trailers, blank line
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return False
-                del buf[: end + 2]
-                if end == 0:
-                    if buf:
-                        self.keep_alive = False
-                        buf.clear()
-                    return True
-                continue
-            if len(buf) < self.length + 2:
-                return False
-            self._keep(buf[: self.length])
-            del buf[: self.length + 2]
-            self.length = -2
-
-    def _finish(self, ex: _Exchange) -> None:
-        status = self.status
+    def _finish(self, ex: _Exchange, parser: ResponseParser, state: int) -> None:
+        status = parser.status
         category = category_for_status(status)
-        ex.done(SendResult(status, bytes(self.body).decode("utf-8", "replace"),
+        ex.done(SendResult(status, parser.body.decode("utf-8", "replace"),
                            "" if category is None else f"HTTP {status}", category,
-                           "success" if category is None else "failure", status == 410, self.retry_after,
+                           "success" if category is None else "failure", status == 410, parser.retry_after,
                            ex.sent_ns, time.perf_counter_ns()))
-        if self.keep_alive and not self.closed:
+        if state == DONE and parser.keep_alive and not self.closed:
             self.pool.append((time.monotonic(), self))
         elif not self.closed:
-            self.abort()
+            self.abort()     # cut short (ENOUGH), told to close, or stray bytes: never reused
 
 
 _FORBIDDEN_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection"))
@@ -488,8 +398,10 @@ class Sender:
             async with self.session.post(url, data=body, headers=headers, timeout=timeout,
                                          allow_redirects=False,
                                          ssl=ssl_context if ssl_context is not None else self.tls) as resp:
-                raw = await resp.content.read(self.body_limit)
+                raw = await _read_prefix(resp.content, self.body_limit)
                 done = time.perf_counter_ns()
+                if not resp.content.at_eof():
+                    resp.close()    # more body than is kept: the connection goes, never drained for reuse
                 status = resp.status
                 category = category_for_status(status)
                 return SendResult(
@@ -513,6 +425,20 @@ class Sender:
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return SendResult(None, "", f"{type(exc).__name__}: {exc}", "other", "failure", False, None,
                               sent, time.perf_counter_ns())
+
+
+async def _read_prefix(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The first `limit` body bytes (fewer only when the body is shorter): one read() returns just
+    what has arrived so far."""
+    parts: list[bytes] = []
+    got = 0
+    while got < limit:
+        piece = await stream.read(limit - got)
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
 
 
 class Senders:
