@@ -31,10 +31,11 @@ class Lease:
     def owns(self, partition: int) -> bool:
         return self.lo <= partition < self.hi
 
-    async def acquire(self) -> None:
+    async def acquire(self, stopping: Callable[[], bool] = lambda: False) -> bool:
         """Wait until the range is ours (free, expired, or held by our own earlier incarnation);
-        work an earlier owner held goes back to the queue under the new epoch."""
-        while True:
+        work an earlier owner held goes back to the queue under the new epoch. False when asked to
+        stop first."""
+        while not stopping():
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_leases'))")
@@ -48,10 +49,11 @@ class Lease:
                             reset = await conn.execute(q("reset_stale_claims"), self.lo, self.hi, self.epoch)
                             log.info("lease acquired", extra={"range": self.slot, "epoch": self.epoch,
                                                               "reclaimed": reset})
-                            return
+                            return True
             except DB_ERRORS as exc:
                 log.warning("lease acquisition failed", extra={"error": str(exc)})
             await asyncio.sleep(1.0)
+        return False
 
     async def keep(self, on_lost: Callable[[], None], stopping: Callable[[], bool]) -> None:
         """Renew until stopped; a renewal that finds the lease taken reports it once and ends."""

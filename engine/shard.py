@@ -105,11 +105,16 @@ class Shard:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def run(self) -> int:
         eng, db = self.settings.engine, self.settings.database
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):     # from the start: a stop while waiting is quiet
+            loop.add_signal_handler(sig, self.request_stop)
         self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2))
         partitions = await partitions_of(self.pool)
         lo, hi = shard_ranges(partitions, self.count)[self.index]
         self.lease = Lease(self.pool, lo, hi, self.owner, float(eng["lease_ttl_s"]), float(eng["lease_renew_s"]))
-        await self.lease.acquire()
+        if not await self.lease.acquire(lambda: self.stopping):
+            await self.pool.close()
+            return 0
         self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
         self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
                                     int(eng["writer_interval_ms"]), on_flushed=self._flushed,
@@ -121,9 +126,6 @@ class Shard:
                                horizon_s=self.horizon_s, scan_interval_s=int(eng["scan_interval_ms"]) / 1000,
                                on_claimed=self._wake.set, stopping=lambda: self.stopping)
         log.info("shard started", extra={"shard": self.index, "range": self.lease.slot, "epoch": self.lease.epoch})
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
         stopping = lambda: self.stopping  # noqa: E731
         workers = [asyncio.create_task(self._guarded(name, fn)) for name, fn in (
             ("writer", self.writer.run),
@@ -172,7 +174,8 @@ class Shard:
     def request_stop(self) -> None:
         self.stopping = True
         self._wake.set()
-        self.claimer.want()
+        if hasattr(self, "claimer"):
+            self.claimer.want()
 
     def _give_up(self, reason: str) -> None:
         """Leave the range to a fresh process (the supervisor restarts this one): the lease was
@@ -182,7 +185,8 @@ class Shard:
         self._wake.set()
 
     async def _drain(self, graceful: bool) -> None:
-        """Stop claiming, let in-flight attempts finish and be recorded, give the rest back."""
+        """Stop claiming, let in-flight attempts finish and be recorded, give the rest back, all
+        within `drain_timeout_s` (the supervisor kills a shard that takes much longer)."""
         deadline = time.monotonic() + float(self.settings.engine["drain_timeout_s"])
         while self.dispatcher.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - callbacks finish them
             await asyncio.sleep(0.01)
@@ -190,7 +194,7 @@ class Shard:
         if graceful and unsent:
             self.writer.release(unsent)
         if graceful:
-            await self.writer.drain(float(self.settings.engine["drain_timeout_s"]))
+            await self.writer.drain(max(1.0, deadline - time.monotonic()))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -34,11 +34,18 @@ async def test_a_shard_whose_writes_keep_failing_gives_its_lease_up(api: Api, se
                                          {"X-Idempotency-Key": str(uuid.uuid4())})
         assert status == 201, created
         await sink.wait_for("/w", 1)
-        for _ in range(200):                  # the lease TTL (3 s) of failures, then a fresh shard
+        for _ in range(600):                  # the lease TTL (3 s) of failures, then a fresh shard
+            if any("outcomes could not be recorded" in line for line in server.output):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(server.output[-20:])
+        for _ in range(300):
             if await conn.fetchval("SELECT max(epoch) FROM shard_leases") != epoch:
                 break
             await asyncio.sleep(0.1)
-        assert any("outcomes could not be recorded" in line for line in server.output), server.output[-20:]
+        else:
+            raise AssertionError("the range was not taken over with a new epoch")
         await conn.execute("DROP TRIGGER refuse ON delivery_attempts")
         event = await api.wait_event(created["id"], {"delivered"}, timeout=30)
         assert [a["statusCode"] for a in event["deliveryAttempts"]][-1] == 200
