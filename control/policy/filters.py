@@ -2,21 +2,28 @@
 
 A filter is a list of conditions ``{"field": <JSONPath>, "operator": ..., "value": ...}``
 that must all hold. Specs come from API users, so they are validated up front with
-messages naming the offending entry, and matching never raises whatever the document.
+messages naming the offending entry, matching never raises whatever the document, and its
+cost is bounded: at most MAX_CONDITIONS conditions in MAX_FILTER_BYTES of JSON, values nested
+at most MAX_VALUE_DEPTH deep (equality recurses into them), and regexes run by RE2 on bounded
+subjects (control.policy.regex). Filters holding a regex are evaluated off the event loop by
+the caller (`uses_regex`).
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
+from control.policy import regex
 from control.policy.jsonpath import CompiledPath, compile_path
 
-MAX_REGEX_LENGTH = 512
+MAX_REGEX_LENGTH = regex.MAX_PATTERN_LENGTH
+MAX_CONDITIONS = 32
+MAX_FILTER_BYTES = 16384
+MAX_VALUE_DEPTH = 16
 
 _ORDERED = ("gt", "gte", "lt", "lte")
 OPERATORS = frozenset({"eq", "ne", *_ORDERED, "in", "nin", "contains", "exists", "regex"})
@@ -86,7 +93,6 @@ class Condition:
     path: CompiledPath
     operator: str
     value: object
-    pattern: re.Pattern[str] | None = None
 
     def matches(self, doc: object) -> bool:
         found, actual = self.path.get(doc)
@@ -104,8 +110,8 @@ def _in(cond: Condition, actual: object) -> bool:
 
 
 def _regex(cond: Condition, actual: object) -> bool:
-    pattern = cond.pattern
-    return pattern is not None and isinstance(actual, str) and pattern.search(actual) is not None
+    # the pattern text, compiled through regex's bounded cache: cached filters don't pin RE2 memory
+    return isinstance(actual, str) and isinstance(cond.value, str) and regex.search(cond.value, actual)
 
 
 _MATCHERS: dict[str, Callable[[Condition, object], bool]] = {
@@ -127,6 +133,7 @@ class CompiledFilter:
     """A validated filter; an empty one matches everything."""
 
     conditions: tuple[Condition, ...]
+    uses_regex: bool = False    # worth running off the event loop
 
     def matches(self, doc: object) -> bool:
         """True when every condition holds for ``doc``."""
@@ -159,6 +166,8 @@ def _compile_condition(index: int, entry: object) -> Condition:
     if "value" not in entry:
         raise FilterError(f"{where}.value: missing")
     value = entry["value"]
+    if _deeper_than(value, MAX_VALUE_DEPTH):
+        raise FilterError(f"{where}.value: nested deeper than {MAX_VALUE_DEPTH} levels")
     if op in ("in", "nin") and not isinstance(value, list):
         raise FilterError(f"{where}.value: {op!r} needs a list")
     if op in _ORDERED and not (_is_number(value) or isinstance(value, str)):
@@ -166,14 +175,21 @@ def _compile_condition(index: int, entry: object) -> Condition:
     if op == "regex":
         if not isinstance(value, str):
             raise FilterError(f"{where}.value: 'regex' needs a string")
-        if len(value) > MAX_REGEX_LENGTH:
-            raise FilterError(f"{where}.value: regex longer than {MAX_REGEX_LENGTH} characters")
         try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise FilterError(f"{where}.value: invalid regex: {exc}") from None
-        return Condition(path, op, value, pattern)
+            regex.check(value)
+        except regex.RegexError as exc:
+            raise FilterError(f"{where}.value: {exc}") from None
     return Condition(path, op, value)
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays/objects nest more than `limit` levels (stops looking past the limit)."""
+    if not isinstance(value, list | dict):
+        return False
+    if limit == 0:
+        return True
+    items = value.values() if isinstance(value, dict) else value
+    return any(_deeper_than(item, limit - 1) for item in items)
 
 
 def compile_filter(spec: object) -> CompiledFilter:
@@ -185,10 +201,14 @@ def compile_filter(spec: object) -> CompiledFilter:
     only a caller's own objects can contain (request bodies and jsonb columns never do)."""
     if not isinstance(spec, list):
         raise FilterError(f"filter: expected a list of conditions, got {type(spec).__name__}")
+    if len(spec) > MAX_CONDITIONS:
+        raise FilterError(f"filter: at most {MAX_CONDITIONS} conditions (got {len(spec)})")
     try:
         text = orjson.dumps(spec)
     except TypeError:   # not JSON (a caller's own objects): compile without caching
         return _compile(spec)
+    if len(text) > MAX_FILTER_BYTES:
+        raise FilterError(f"filter: larger than {MAX_FILTER_BYTES} bytes of JSON")
     return _compile_text(text)
 
 
@@ -198,4 +218,5 @@ def _compile_text(text: bytes) -> CompiledFilter:
 
 
 def _compile(spec: list[object]) -> CompiledFilter:
-    return CompiledFilter(tuple(_compile_condition(i, entry) for i, entry in enumerate(spec)))
+    conditions = tuple(_compile_condition(i, entry) for i, entry in enumerate(spec))
+    return CompiledFilter(conditions, any(c.operator == "regex" for c in conditions))

@@ -1,4 +1,9 @@
-"""Event types: a registry of names with optional JSON Schemas that fan-out payloads must satisfy."""
+"""Event types: a registry of names with optional JSON Schemas that fan-out payloads must satisfy.
+
+Schemas are tenant input: control.policy.json_schema bounds them (no retrieval, RE2 regexes, a
+step budget). Compiling one (its meta-schema check alone can take a good fraction of a second)
+runs on the matching pool, and so do payload checks that outgrow the inline budget: the event
+loop never waits on either."""
 
 from __future__ import annotations
 
@@ -9,12 +14,14 @@ from typing import Any
 
 import asyncpg
 from jsonschema import exceptions as schema_errors
-from jsonschema import validators
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
 from control.errors import BadRequest, Conflict, NotFound
 from control.jsonfmt import iso
+from control.policy import json_schema
+from control.policy.json_schema import SchemaRefused, TooCostly, json_path
+from control.services.matching import off_loop
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.settings import Settings
@@ -38,22 +45,30 @@ def _name(value: Any) -> str:
 def compile_schema(schema: Any, name: str = "schema") -> Validator:
     """A validator for a JSON Schema (draft from its `$schema`, 2020-12 by default); 400 if invalid.
 
-    The schema is also tried once on `{}` so that a top-level `$ref` that cannot be resolved (remote
-    references are never fetched) is refused now rather than at every event."""
+    Besides the meta-schema, the bounds of control.policy.json_schema apply (local `$ref`s only,
+    RE2 regexes, size and depth). The schema is also tried once on `{}` so that a top-level `$ref`
+    that cannot be resolved, or a schema too costly even for that, is refused now rather than at
+    every event."""
     if not isinstance(schema, dict):
         raise BadRequest(f"{name}: expected a JSON Schema object")
     if not isinstance(schema.get("$schema", ""), str):
         raise BadRequest(f"{name}.$schema: expected a string")
     try:
-        cls = validators.validator_for(schema, default=validators.Draft202012Validator)
-        cls.check_schema(schema)
-        validator = cls(schema)
-        for _ in validator.iter_errors({}):
-            pass
+        base = json_schema.dialect(schema)
+        json_schema.check_document(schema)
+        json_schema.check_against_meta_schema(base, schema)
+        validator = json_schema.build(base, schema)
+        json_schema.best_error(validator, {}, json_schema.PROBE_STEPS)
+    except SchemaRefused as exc:
+        raise BadRequest(f"{name}{exc.path}: {exc.reason}") from exc
     except schema_errors.SchemaError as exc:
-        raise BadRequest(f"{name}{_json_path(exc.absolute_path)}: not a valid JSON Schema: {exc.message}") from exc
+        raise BadRequest(f"{name}{json_path(exc.absolute_path)}: not a valid JSON Schema: "
+                         f"{_with_cause(exc)}") from exc
     except Unresolvable as exc:
         raise BadRequest(f"{name}: a $ref cannot be resolved ({exc}); remote references are not fetched") from exc
+    except TooCostly as exc:
+        raise BadRequest(f"{name}: too costly to evaluate (more than {json_schema.PROBE_STEPS} steps "
+                         "on an empty object)") from exc
     except RecursionError as exc:
         raise BadRequest(f"{name}: nested or self-referencing too deeply") from exc
     except Exception as exc:   # the library refusing a user's schema in some other way is still a 400
@@ -61,23 +76,50 @@ def compile_schema(schema: Any, name: str = "schema") -> Validator:
     return validator
 
 
-def _json_path(parts: Any) -> str:
-    """`.name` for object keys, `[i]` for array indexes."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+def _with_cause(exc: schema_errors.SchemaError) -> str:
+    """The library's message, plus why when a format check (an RE2 refusal) said no."""
+    return f"{exc.message} ({exc.cause})" if exc.cause is not None else exc.message
 
 
-def validate_payload(validator: Validator, payload: Any, event_type: str) -> None:
-    """400 naming the failing path, e.g. `payload.amount: 'x' is not of type 'integer'`."""
+def _first_error(validator: Validator, payload: Any, event_type: str,
+                 steps: int) -> schema_errors.ValidationError | None:
+    """The error to report, or None; TooCostly past `steps`, 400 when the schema cannot be applied."""
     try:
-        error = schema_errors.best_match(validator.iter_errors(payload))
+        return json_schema.best_error(validator, payload, steps)
+    except TooCostly:
+        raise
     except Unresolvable as exc:
         raise BadRequest(f"eventType: the schema of {event_type!r} has an unresolvable $ref ({exc})") from exc
     except RecursionError as exc:
         raise BadRequest(f"payload: too deep to check against the schema of {event_type!r}") from exc
     except Exception as exc:   # a stored schema the library cannot apply: the caller's 400, not a 500
         raise BadRequest(f"eventType: the schema of {event_type!r} cannot be applied ({exc})") from exc
+
+
+def _report(error: schema_errors.ValidationError | None) -> None:
     if error is not None:
-        raise BadRequest(f"payload{_json_path(error.absolute_path)}: {error.message}")
+        raise BadRequest(f"payload{json_path(error.absolute_path)}: {error.message}")
+
+
+def validate_payload(validator: Validator, payload: Any, event_type: str,
+                     steps: int = json_schema.MAX_STEPS) -> None:
+    """400 naming the failing path, e.g. `payload.amount: 'x' is not of type 'integer'`."""
+    try:
+        error = _first_error(validator, payload, event_type, steps)
+    except TooCostly as exc:
+        raise BadRequest(f"payload: too costly to check against the schema of {event_type!r} "
+                         f"(more than {steps} steps)") from exc
+    _report(error)
+
+
+async def check_payload(validator: Validator, payload: Any, event_type: str) -> None:
+    """validate_payload, on the event loop while it stays cheap and on the matching pool after."""
+    try:
+        error = _first_error(validator, payload, event_type, json_schema.INLINE_STEPS)
+    except TooCostly:
+        await off_loop(lambda: validate_payload(validator, payload, event_type))
+        return
+    _report(error)
 
 
 class ValidatorCache:
@@ -123,9 +165,13 @@ async def validate_event_payload(db: asyncpg.Connection | asyncpg.Pool, who: Pri
         row = await db.fetchrow(q("event_type_schema"), ref["id"])
         if row is None or row["schema"] is None:     # deleted or cleared in between
             return
-        validator = compile_schema(row["schema"])
+        try:
+            validator = await off_loop(lambda: compile_schema(row["schema"]))
+        except BadRequest as exc:   # stored before a rule was tightened: it applies to no payload
+            raise BadRequest(f"eventType: the schema of {event_type!r} is no longer accepted "
+                             f"({exc.message}); update the event type") from exc
         cache.put((ref["id"], row["revision"]), validator)
-    validate_payload(validator, payload, event_type)
+    await check_payload(validator, payload, event_type)
 
 
 def event_type_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -173,7 +219,7 @@ class EventTypeService:
         self.pool = pool
 
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
-        v = _parse(body, None)
+        v = await off_loop(lambda: _parse(body, None))
         row = await self.pool.fetchrow(q("insert_event_type"), uuid.uuid4(), who.client_id, who.project_id,
                                        v["name"], v["description"], v["schema"], v["schema_version"])
         if row is None:
@@ -197,7 +243,7 @@ class EventTypeService:
 
     async def update(self, who: Principal, type_id: str, body: Any) -> dict[str, Any]:
         current = await self._row(who, type_id)
-        v = _parse(body, current)
+        v = await off_loop(lambda: _parse(body, current))
         try:
             row = await self.pool.fetchrow(q("update_event_type"), current["id"], who.client_id, v["name"],
                                            v["description"], v["schema"], v["schema_version"])

@@ -13,11 +13,11 @@ import orjson
 
 from control.errors import BadRequest, Conflict
 from control.jsonfmt import iso
-from control.policy.filters import compile_filter
 from control.policy.partitioning import partition_for, target_key
 from control.policy.ssrf import AddressPolicy
 from control.policy.waiting import EndpointState, PendingTask, waiting
 from control.services.event_types import validate_event_payload
+from control.services.matching import filters_hold
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.services.usage import quota_checked
@@ -191,15 +191,9 @@ class EventService:
             part = partition_for(target_key(None, ev.destination), self.partitions)
             return [(None, part, ev.max_attempts or DEFAULT_MAX_ATTEMPTS)]
         rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type)
-        doc: dict[str, Any] | None = None
-        targets = []
-        for row in rows:
-            if row["filter"]:
-                doc = doc or filter_document(ev)
-                if not compile_filter(row["filter"]).matches(doc):
-                    continue
-            targets.append((row["id"], row["partition"], ev.max_attempts or row["max_retries"]))
-        return targets
+        keep = await filters_hold([row["filter"] for row in rows], lambda: filter_document(ev))
+        return [(row["id"], row["partition"], ev.max_attempts or row["max_retries"])
+                for row, ok in zip(rows, keep, strict=True) if ok]
 
     async def create(self, who: Principal, body: Any, key: str | None) -> dict[str, Any]:
         ev = parse_event(body, idempotency_key(key), policy=self.policy)

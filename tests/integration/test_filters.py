@@ -3,11 +3,14 @@ all conditions must hold, and invalid filters are refused at create and at updat
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
 import pytest
 
+from control.policy import filters, regex
 from tests.integration.conftest import Caller
 
 BASE = {"orderId": "ord_123", "amount": 15000, "currency": "EUR", "tags": ["vip", "new"],
@@ -128,3 +131,96 @@ async def test_invalid_filters_are_refused_at_create_and_update(app_client: Call
     assert status == 400 and err["code"] == "BAD_REQUEST" and err["error"].startswith(message), err
     status, got, _ = await app_client.call("GET", f"/api/v1/endpoints/{ep}")
     assert got["filter"] is None and got["version"] == 1
+
+
+# --- tenant regexes are bounded (RE2, off the event loop) ---------------------------------------
+
+CATASTROPHIC = "^(a+)+$"     # exponential for a backtracking engine on a run of 'a' and a mismatch
+# Enough for Python's `re` to stall the loop for seconds (each extra 'a' doubles it; 48 hung the
+# API for good), few enough that a regression fails this test instead of hanging the suite.
+STALLING_SUBJECT = "a" * 28 + "!"
+
+
+async def worst_latency_while(app_client: Caller, work: Any) -> tuple[Any, float, int]:
+    """Run `work` while another caller keeps asking for a page of endpoints; (result of work,
+    worst response time in seconds of those requests, how many were made)."""
+    done = asyncio.Event()
+    latencies: list[float] = []
+
+    async def probe() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            status, _, _ = await app_client.call("GET", "/api/v1/endpoints?limit=1")
+            latencies.append(time.perf_counter() - started)
+            assert status == 200
+
+    prober = asyncio.create_task(probe())
+    await asyncio.sleep(0.05)             # the prober is under way before the work starts
+    try:
+        result = await work
+    finally:
+        done.set()
+        await prober
+    return result, max(latencies), len(latencies)
+
+
+async def test_a_catastrophic_regex_neither_stalls_ingest_nor_other_requests(app_client: Caller, pool: Any) -> None:
+    anchored = await endpoint(app_client, [{"field": "$.data.s", "operator": "regex", "value": CATASTROPHIC}])
+    # a pattern that defeats RE2's DFA cache on a subject at the length cap: its slowest case
+    thrashing = "|".join(f"a[ab]{{{i}}}b[ab]{{2}}c" for i in range(1, 40))[:500].rsplit("|", 1)[0]
+    slow = await endpoint(app_client, [{"field": "$.data.t", "operator": "regex", "value": thrashing}])
+    subject = ("ab" * 4096)[:regex.MAX_SUBJECT_LENGTH]
+
+    started = time.perf_counter()
+    got, worst, probes = await worst_latency_while(
+        app_client, targets(app_client, pool, {"s": STALLING_SUBJECT, "t": subject}))
+    took = time.perf_counter() - started
+    print(f"\ningest with pathological regex subjects: {took * 1000:.1f} ms; "
+          f"worst concurrent response {worst * 1000:.1f} ms over {probes} requests")
+    assert got == set()
+    assert worst < 1.0 and took < 5.0
+    # the same filters still match what they should
+    assert await targets(app_client, pool, {"s": "aaa", "t": "x"}) == {anchored}
+    assert await targets(app_client, pool, {"s": "b", "t": "xaabbbc"}) == {slow}
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    ("(a)\\1", "backreferences are not supported"),
+    ("id(?=_)", "lookahead is not supported"),
+    ("(?<!x)id", "lookbehind is not supported"),
+    ("\\pL{1,100}", "KiB a pattern may use"),
+])
+async def test_patterns_re2_cannot_run_are_refused_saying_why(app_client: Caller, pattern: str, why: str) -> None:
+    filt = [{"field": "$.a", "operator": "eq", "value": 1}, {"field": "$.id", "operator": "regex", "value": pattern}]
+    body = {"url": "https://hooks.example.com/h", "eventTypes": ["order.created"], "filter": filt}
+    status, err, _ = await app_client.call("POST", "/api/v1/endpoints", body)
+    assert status == 400 and err["error"].startswith("filter[1].value: invalid regex (RE2 syntax)"), err
+    assert why in err["error"]
+    ep = await endpoint(app_client, None)
+    status, err, _ = await app_client.call("PATCH", f"/api/v1/endpoints/{ep}", {"filter": filt})
+    assert status == 400 and err["error"].startswith("filter[1].value: invalid regex") and why in err["error"], err
+
+
+async def test_filter_size_is_bounded(app_client: Caller) -> None:
+    cond = {"field": "$.a", "operator": "eq", "value": 1}
+    nested: Any = 1
+    for _ in range(filters.MAX_VALUE_DEPTH + 1):
+        nested = [nested]
+    for filt, message in (
+        ([cond] * (filters.MAX_CONDITIONS + 1), f"filter: at most {filters.MAX_CONDITIONS} conditions"),
+        ([{**cond, "operator": "in", "value": ["x" * 100] * 200}], "filter: larger than"),
+        ([{**cond, "value": nested}], f"filter[0].value: nested deeper than {filters.MAX_VALUE_DEPTH} levels"),
+    ):
+        body = {"url": "https://hooks.example.com/h", "eventTypes": ["order.created"], "filter": filt}
+        status, err, _ = await app_client.call("POST", "/api/v1/endpoints", body)
+        assert status == 400 and err["error"].startswith(message), err
+    assert (await endpoint(app_client, [cond] * filters.MAX_CONDITIONS))
+
+
+async def test_a_stored_filter_no_longer_accepted_matches_nothing(app_client: Caller, pool: Any) -> None:
+    ok = await endpoint(app_client, None)
+    old = await endpoint(app_client, [{"field": "$.data.s", "operator": "regex", "value": "a"}])
+    # as a filter saved before RE2 could be: a lookahead Python's `re` accepted
+    await pool.execute("UPDATE endpoints SET filter = $1 WHERE id = $2",
+                       [{"field": "$.data.s", "operator": "regex", "value": "a(?=b)"}], uuid.UUID(old))
+    assert await targets(app_client, pool, {"s": "ab"}) == {ok}

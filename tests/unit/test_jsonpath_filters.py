@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from control.policy import filters, regex
 from control.policy.filters import FilterError, compile_filter
 from control.policy.jsonpath import compile_path
 
@@ -215,3 +217,54 @@ def test_invalid_specs(spec: object, message: str) -> None:
 
 def test_regex_at_length_limit_is_accepted() -> None:
     assert compile_filter([cond("$.a", "regex", "a" * 512)]).matches({"a": "a" * 600})
+
+
+def test_a_catastrophic_regex_matches_in_linear_time() -> None:
+    f = compile_filter([cond("$.s", "regex", "^(a+)+$")])
+    started = time.perf_counter()
+    # 28 characters keep Python's backtracking `re` busy for seconds (48 hung it for good)
+    assert not f.matches({"s": "a" * 28 + "!"})
+    assert not f.matches({"s": "a" * 48 + "!"})
+    assert f.matches({"s": "a" * 48})
+    assert time.perf_counter() - started < 1.0
+
+
+def test_regex_subjects_over_the_cap_do_not_match() -> None:
+    f = compile_filter([cond("$.s", "regex", "^a")])
+    assert f.matches({"s": "a" * regex.MAX_SUBJECT_LENGTH})
+    assert not f.matches({"s": "a" * (regex.MAX_SUBJECT_LENGTH + 1)})
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    ("(x)\\1", "backreferences are not supported"),
+    ("x(?=y)", "lookahead is not supported"),
+    ("(?<=x)y", "lookbehind is not supported"),
+])
+def test_regexes_re2_cannot_run_are_refused(pattern: str, why: str) -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter([cond("$.a", "eq", 1), cond("$.a", "regex", pattern)])
+    assert str(info.value).startswith("filter[1].value: invalid regex (RE2 syntax): ") and why in str(info.value)
+
+
+def _nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_filter_cost_is_bounded() -> None:
+    compile_filter([cond("$.a", "eq", 1)] * filters.MAX_CONDITIONS)
+    with pytest.raises(FilterError, match=f"^filter: at most {filters.MAX_CONDITIONS} conditions"):
+        compile_filter([cond("$.a", "eq", 1)] * (filters.MAX_CONDITIONS + 1))
+    with pytest.raises(FilterError, match=f"^filter: larger than {filters.MAX_FILTER_BYTES} bytes"):
+        compile_filter([cond("$.a", "in", ["x" * 1000] * 20)])
+    compile_filter([cond("$.a", "eq", _nested(filters.MAX_VALUE_DEPTH))])
+    for deep in (_nested(filters.MAX_VALUE_DEPTH + 1), _nested(5000)):
+        with pytest.raises(FilterError, match=f"^filter\\[0\\].value: nested deeper than {filters.MAX_VALUE_DEPTH}"):
+            compile_filter([cond("$.a", "eq", deep)])
+
+
+def test_filters_say_whether_they_hold_a_regex() -> None:
+    assert compile_filter([cond("$.a", "regex", "x")]).uses_regex
+    assert not compile_filter([cond("$.a", "eq", "x")]).uses_regex
