@@ -17,6 +17,7 @@ from api.routes import openapi_document
 from api.routing import ROUTES
 from control.errors import ApiError, NotFound, Unavailable
 from control.services.keys import KeyAuthenticator
+from control.services.sessions import SessionAuthenticator
 from control.settings import Settings, load_settings
 from control.store.db import DATABASE_DOWN, create_pool, partitions_of
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> Application:
         db = settings.database
         pool = await create_pool(settings.database_url, db["pool_min"], db["pool_max"])
         parts = await partitions_of(pool)
-        set_ctx(ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"])))
+        set_ctx(ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"]),
+                           SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600)))
 
     async def stop(application: Application) -> None:
         current = set_ctx(None)

@@ -9,10 +9,13 @@ from typing import Any, TypeVar
 import asyncpg
 from blacksheep import Request
 
+from api.csrf import SAFE_METHODS, check_origin
 from api.http import header
-from control.errors import NotFound
+from control.errors import NotFound, Unauthorized
 from control.services.keys import KeyAuthenticator
 from control.services.principal import Principal
+from control.services.sessions import COOKIE as SESSION_COOKIE
+from control.services.sessions import SessionAuthenticator
 from control.settings import Settings
 from control.store.queries import q
 
@@ -26,6 +29,7 @@ class ApiContext:
     partitions: int
     auth: KeyAuthenticator
     max_body: int
+    sessions: SessionAuthenticator
     _services: dict[type, Any] = field(default_factory=dict)
 
     def service(self, cls: type[S]) -> S:
@@ -44,7 +48,19 @@ class ApiContext:
                 await close()
 
     async def principal(self, request: Request) -> Principal:
-        who = await self.auth.authenticate(header(request, b"x-api-key"))
+        """The caller behind `X-API-Key`, or else the `mittr_session` cookie (then a write must come
+        from our own origin: CSRF), scoped to `X-Project-ID` when given."""
+        raw_key = header(request, b"x-api-key")
+        if raw_key is not None:
+            who = await self.auth.authenticate(raw_key)
+        else:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if not cookie:
+                raise Unauthorized("missing or invalid API key or session")
+            who = await self.sessions.authenticate(cookie)
+            if request.method not in SAFE_METHODS:
+                check_origin(request, self.settings.section("auth")["public_url"])
+        who = who.with_ip(request.client_ip)
         raw_project = header(request, b"x-project-id")
         if raw_project is None:
             return who

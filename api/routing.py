@@ -33,7 +33,8 @@ def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Respo
         async def handler(request: Request) -> Response:
             c = ctx()
             who = await c.principal(request)
-            verdict = await c.service(ApiRateLimiter).take(who.key_id or who.client_id, who.rate_limit)
+            bucket = who.key_id or who.user_id or who.client_id
+            verdict = await c.service(ApiRateLimiter).take(bucket, who.rate_limit)
             limits = verdict.headers() if verdict is not None else {}
             try:
                 if verdict is not None and not verdict.allowed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -29,6 +30,17 @@ def _coerce(current: Any, raw: str, name: str) -> Any:
             return int(raw)
         except ValueError as exc:
             raise SettingsError(f"{name}: expected an integer, got {raw!r}") from exc
+    if isinstance(current, list):       # a JSON array, or comma-separated values
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: expected a JSON array, got {raw!r}") from exc
+            if not isinstance(value, list):
+                raise SettingsError(f"{name}: expected a JSON array, got {raw!r}")
+            return value
+        return [part.strip() for part in text.split(",") if part.strip()]
     if isinstance(current, float):
         try:
             return float(raw)

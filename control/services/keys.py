@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,19 +13,20 @@ import asyncpg
 from control.crypto import SecretBox
 from control.errors import Unauthorized
 from control.policy.signing import generate_secret
+from control.policy.tokens import digest, new_token
 from control.services.principal import Principal
 from control.store.queries import q
 
 KEY_PREFIX = "mtr_"
-AUTH_CACHE_SECONDS = 5.0
+AUTH_CACHE_SECONDS = 1.0     # a deleted or expired key answers 401 within a second on every worker
 
 
 def new_raw_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    return new_token(KEY_PREFIX)
 
 
 def key_hash(raw: str) -> bytes:
-    return hashlib.sha256(raw.encode()).digest()
+    return digest(raw)
 
 
 @dataclass
@@ -68,33 +67,35 @@ async def create_key(conn: asyncpg.Connection | asyncpg.Pool, client_id: uuid.UU
 class KeyAuthenticator:
     """Resolves a raw key to a Principal, caching hits briefly so ingest is not one lookup per call.
 
-    A revoked key stops working within AUTH_CACHE_SECONDS.
+    A revoked or deleted key stops working within AUTH_CACHE_SECONDS; an expiring one at its
+    expiry, cached or not.
     """
 
     def __init__(self, pool: asyncpg.Pool, ttl: float = AUTH_CACHE_SECONDS) -> None:
         self._pool = pool
         self._ttl = ttl
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self._cache: dict[bytes, tuple[float, Principal | None, datetime | None]] = {}
 
     async def authenticate(self, raw: str | None) -> Principal:
         if not raw or not raw.startswith(KEY_PREFIX) or len(raw) > 200:
             raise Unauthorized("missing or invalid API key")
-        digest = key_hash(raw)
+        hashed = key_hash(raw)
         now = time.monotonic()
-        hit = self._cache.get(digest)
+        hit = self._cache.get(hashed)
         if hit is not None and hit[0] > now:
-            principal = hit[1]
+            principal, expires = hit[1], hit[2]
         else:
-            row = await self._pool.fetchrow(q("api_key_by_hash"), digest)
-            principal = None
+            row = await self._pool.fetchrow(q("api_key_by_hash"), hashed)
+            principal, expires = None, None
             if row is not None and row["is_active"]:
                 expires = row["expires_at"]
-                if expires is None or expires > datetime.now(UTC):
-                    principal = Principal(row["client_id"], row["id"], frozenset(row["scopes"]),
-                                          row["rate_limit"], row["project_id"])
+                principal = Principal(row["client_id"], row["id"], frozenset(row["scopes"]),
+                                      row["rate_limit"], row["project_id"], label=row["key_prefix"])
             if len(self._cache) > 10000:
                 self._cache.clear()
-            self._cache[digest] = (now + self._ttl, principal)
+            self._cache[hashed] = (now + self._ttl, principal, expires)
+        if principal is not None and expires is not None and expires <= datetime.now(UTC):
+            principal = None
         if principal is None:
             raise Unauthorized("missing or invalid API key")
         return principal

@@ -17,9 +17,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id, client_id, project_id, name, key_prefix, scopes, rate_limit, is_active, expires_at, created_at;
 
 -- name: api_key_by_hash
-SELECT k.id, k.client_id, k.project_id, k.scopes, k.rate_limit, k.is_active, k.expires_at
+SELECT k.id, k.client_id, k.project_id, k.scopes, k.rate_limit, k.is_active, k.expires_at, k.key_prefix
 FROM api_keys k
-WHERE k.key_hash = $1;
+JOIN clients c ON c.id = k.client_id AND c.deleted_at IS NULL
+WHERE k.key_hash = $1 AND k.deleted_at IS NULL;
 
 -- name: project_of_client
 SELECT id FROM projects WHERE id = $1 AND client_id = $2;
