@@ -27,3 +27,15 @@ UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL;
 -- name: revoke_user_sessions
 UPDATE sessions SET revoked_at = now()
 WHERE user_id = $1 AND ($2::uuid IS NULL OR client_id = $2) AND revoked_at IS NULL;
+
+-- name: insert_user
+INSERT INTO users (id, email, name, password_hash, email_verified_at)
+VALUES ($1, $2, $3, $4, CASE WHEN $5::bool THEN now() END)
+RETURNING id, email, name, password_hash, email_verified_at, created_at;
+
+-- name: user_by_email
+SELECT id, email, name, password_hash, email_verified_at, created_at FROM users WHERE email = $1;
+
+-- name: upsert_membership
+INSERT INTO memberships (client_id, user_id, role) VALUES ($1, $2, $3)
+ON CONFLICT (client_id, user_id) DO UPDATE SET role = EXCLUDED.role;
