@@ -31,7 +31,7 @@ def parse_email(value: object, field: str = "email") -> str:
 def parse_role(value: object, field: str = "role") -> Role:
     if value not in ROLES:
         raise ValidationError(f"{field}: must be one of {', '.join(ROLES)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 async def hashed_password(password: object, email: str, field: str = "password") -> str:
