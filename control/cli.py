@@ -253,6 +253,45 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from api.csrf import origin_of
+    from control.errors import ApiError
+    from control.services.accounts import provision_member
+
+    settings = _settings(args)
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+    try:
+        workspace = uuid.UUID(args.workspace) if args.workspace else None
+    except ValueError as exc:
+        raise SystemExit("mittr: --workspace: a workspace id (UUID)") from exc
+    public = str(settings.section("auth")["public_url"]).strip()
+    base = (origin_of(public) if public else None) or _local_url(settings)   # as the API's mails do
+
+    async def run(conn: asyncpg.Connection, _applied: list[str]) -> dict[str, Any]:
+        return await provision_member(conn, settings, args.email, args.role, workspace, password, base)
+
+    try:
+        out = on_migrated_database(settings, run)
+    except ApiError as exc:          # the API's own checks: e-mail, role, password rule, workspace
+        raise SystemExit(f"mittr: {exc.message}") from exc
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{out['user']['email']} is {out['role']} of workspace {out['workspace']['name']!r} "
+          f"({out['workspace']['id']})")
+    if out["resetLink"]:
+        print(f"Link to choose a password (works once, for {out['resetLinkExpiresInHours']:g} hours; "
+              f"or POST its token to /auth/reset-password):\n  {out['resetLink']}")
+    return 0
+
+
+def _local_url(settings: Settings) -> str:
+    """This server's address when auth.public_url is not set (links printed by the CLI)."""
+    host = str(settings.server["host"])
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{settings.server['port']}"
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
@@ -341,6 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--scope", action="append", help="limit the key to a scope (repeatable)")
     kc.add_argument("--json", action="store_true", help="print one JSON object")
     kc.set_defaults(func=cmd_keys_create)
+
+    u = sub.add_parser("users", help="manage people (accounts and their workspace memberships)")
+    usub = u.add_subparsers(dest="users_command", required=True)
+    uc = usub.add_parser("create", help="create a person (or take an existing one) into a workspace with a role; "
+                                        "without --password-stdin, prints a one-time link to choose a password")
+    common(uc)
+    uc.add_argument("--email", required=True, help="the person's e-mail address (counts as verified)")
+    uc.add_argument("--role", required=True, choices=["admin", "editor", "viewer"], help="their role in the workspace")
+    uc.add_argument("--workspace", metavar="ID", help="the workspace (client) id (default: the first workspace)")
+    uc.add_argument("--password-stdin", action="store_true",
+                    help="read the password from the first line of standard input (it must meet the password rule)")
+    uc.add_argument("--json", action="store_true", help="print one JSON object")
+    uc.set_defaults(func=cmd_users_create)
 
     # `mittr bench ...` is handed whole to bench.e2e (see main); listed here for `mittr --help`.
     sub.add_parser("bench", help="end-to-end benchmark (same flags as python -m bench.e2e; --help for them)",

@@ -2,6 +2,7 @@
 
 from api.handlers import (
     analytics,
+    auth,
     deliveries,
     endpoint_security,
     endpoints,
@@ -15,6 +16,7 @@ from api.handlers import (
 
 __all__ = [
     "analytics",
+    "auth",
     "deliveries",
     "endpoint_security",
     "endpoints",
