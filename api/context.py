@@ -60,8 +60,11 @@ class ApiContext:
             who = await self.sessions.authenticate(cookie)
             if request.method not in SAFE_METHODS:
                 check_origin(request, self.settings.section("auth")["public_url"])
-        who = who.with_ip(request.client_ip)
-        raw_project = header(request, b"x-project-id")
+        return await self.in_project(who.with_ip(request.client_ip), header(request, b"x-project-id"))
+
+    async def in_project(self, who: Principal, raw_project: str | None) -> Principal:
+        """`who` scoped to the project `raw_project` names (none given: as it is); a malformed id,
+        another workspace's project or, for a project-bound key, another project answer 404."""
         if raw_project is None:
             return who
         try:

@@ -10,6 +10,7 @@ from api.handlers import (
     events,
     metrics,
     poll,
+    projects,
     stats,
     system,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "events",
     "metrics",
     "poll",
+    "projects",
     "stats",
     "system",
 ]

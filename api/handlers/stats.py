@@ -56,7 +56,9 @@ async def get_stats(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("GET", STATS_WS_PATH,
             "WebSocket: the /api/v1/stats snapshot pushed every second (connect with Upgrade: websocket)",
-            "stats", None, 101, query=(("key", {"type": "string", "description": "API key"}),), response=STATS,
+            "stats", None, 101, query=(("key", {"type": "string", "description": "API key"}),
+                                       ("projectId", {"type": "string", "description": "as X-Project-ID"})),
+            response=STATS,
             responses={401: "Bad key: the socket is accepted, then closed with code 1008",
                        426: "A plain HTTP request: this route speaks WebSocket"})
 async def stats_ws_http(request: Request) -> Response:
@@ -72,10 +74,12 @@ async def _until_closed(websocket: WebSocket) -> None:
 
 
 async def stats_ws(websocket: WebSocket) -> None:
-    """Authenticate with ?key= (or X-API-Key) exactly as every route does, then push until closed."""
+    """Authenticate with ?key= (or X-API-Key) and scope with ?projectId= (or X-Project-ID) exactly
+    as every route does (browsers cannot set headers on a WebSocket), then push until closed."""
     raw_key = websocket.query.get("key", [None])[0] or header(websocket, b"x-api-key")
+    raw_project = websocket.query.get("projectId", [None])[0] or header(websocket, b"x-project-id")
     try:
-        who = await ctx().auth.authenticate(raw_key)
+        who = await ctx().in_project(await ctx().auth.authenticate(raw_key), raw_project)
         who.require("stats:read")
     except ApiError as exc:
         await websocket.accept()

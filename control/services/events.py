@@ -212,9 +212,10 @@ class EventService:
                     ev.delay_seconds, status, len(targets), time_ordered_ids(len(targets)),
                     [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets])
             if row is None:
-                existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key)
+                existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key,
+                                               who.project_id)
                 raise Conflict(f"an event with idempotency key {ev.idempotency_key!r} already exists",
-                               extra={"eventId": str(existing)})
+                               extra={"eventId": str(existing)} if existing is not None else None)
         self.signal.wake(t[1] for t in targets)
         return created_json(event_id, ev, max_attempts, status, row["created_at"])
 

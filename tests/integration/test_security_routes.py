@@ -44,8 +44,10 @@ async def tenant_a(app_client: Caller, pool: Any) -> dict[str, str]:
         " duration_ms, processing_overhead_us, attempted_at) VALUES ($1, $2, $3, $4, 1, 500, 'failure', 5, 50, $5)",
         attempt_id, task_id, uuid.UUID(ev["id"]), uuid.UUID(app_client.client_id), datetime.now(UTC))
     await pool.execute("UPDATE events SET status = 'dead' WHERE id = $1", uuid.UUID(ev["id"]))
+    status, project, _ = await app_client.call("POST", "/api/v1/projects", {"name": "p"})
+    assert status == 201, project
     return {"endpoint": ep["id"], "event": ev["id"], "event_type": et["id"], "event_type_name": et["name"],
-            "delivery": str(attempt_id)}
+            "delivery": str(attempt_id), "project": project["id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -55,6 +57,8 @@ def fill(path: str, ids: dict[str, str]) -> str:
         key = "delivery"
     elif path.startswith("/api/v1/event-types/"):
         key = "event_type"
+    elif path.startswith("/api/v1/projects/"):
+        key = "project"
     else:
         key = "endpoint"
     filled = path.replace("{id}", ids[key]).replace("{n}", "1").replace("{name}", ids["event_type_name"])
@@ -68,6 +72,8 @@ def valid_body(r: Route, tmp: Path) -> Any:
         return {"certPem": pki.client_cert, "keyPem": pki.client_key}
     if r.path.startswith("/api/v1/event-types/"):
         return {"description": "changed"}
+    if r.path.startswith("/api/v1/projects/"):
+        return {"name": "changed"}
     if r.path == "/api/v1/events/{id}":
         return {"payload": {"changed": True}}
     return {"description": "changed"}

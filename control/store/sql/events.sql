@@ -20,7 +20,8 @@ SELECT ev.id, ev.created_at, mittr_count_usage($2, 1) AS counted
 FROM ev;
 
 -- name: event_id_by_key
-SELECT id FROM events WHERE client_id = $1 AND idempotency_key = $2;
+-- Keys are unique per workspace; the id is named only to a caller who may read the event.
+SELECT id FROM events WHERE client_id = $1 AND idempotency_key = $2 AND ($3::uuid IS NULL OR project_id = $3);
 
 -- name: notify_work
 -- The NOTIFY channels (control/signalling.py says what each payload holds).
