@@ -21,6 +21,7 @@ import asyncpg
 from control.crypto import KEY_ENV, box_for, resolve_key
 from control.logs import setup_logging
 from control.runtime import Database, open_database
+from control.services.account import check_settings as check_account_settings
 from control.services.keys import create_client, create_key
 from control.services.retention import PruneReport, RetentionPolicy, prune
 from control.settings import Settings, SettingsError, load_settings
@@ -37,7 +38,9 @@ T = TypeVar("T")
 
 def _settings(args: argparse.Namespace) -> Settings:
     try:
-        return load_settings(getattr(args, "config", None))
+        settings = load_settings(getattr(args, "config", None))
+        check_account_settings(settings)    # the plan catalogue and egress addresses, before anything starts
+        return settings
     except (SettingsError, OSError) as exc:
         raise SystemExit(f"mittr: configuration error: {exc}") from exc
 

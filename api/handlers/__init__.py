@@ -1,6 +1,7 @@
 """Route handlers, one module per family of the API guide. Importing a module registers its routes."""
 
 from api.handlers import (
+    account,
     analytics,
     auth,
     deliveries,
@@ -16,6 +17,7 @@ from api.handlers import (
 )
 
 __all__ = [
+    "account",
     "analytics",
     "auth",
     "deliveries",
