@@ -8,7 +8,7 @@ from blacksheep import Application, Content, Request, Response
 from blacksheep.server.routing import Router
 
 import api.handlers  # noqa: F401 - registers every route
-from api.context import ApiContext, set_ctx
+from api.context import ApiContext, ctx, set_ctx
 from api.docs_page import DOCS_HTML
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
@@ -16,6 +16,7 @@ from api.observability import install as install_observability
 from api.routes import openapi_document
 from api.routing import ROUTES
 from control.errors import ApiError, NotFound, Unavailable
+from control.services.gdpr import GdprService
 from control.services.keys import KeyAuthenticator
 from control.services.sessions import SessionAuthenticator
 from control.settings import Settings, load_settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Application:
         parts = await partitions_of(pool)
         set_ctx(ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"]),
                            SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600)))
+        ctx().service(GdprService).resume()   # finish erasures a stop or crash interrupted
 
     async def stop(application: Application) -> None:
         current = set_ctx(None)

@@ -90,7 +90,8 @@ class EndpointVersionService:
         return {"v1": v1, "v2": v2, "changes": diff(found[v1], found[v2])}
 
     async def rollback(self, who: Principal, endpoint_id: str, raw: str) -> dict[str, Any]:
-        """Apply version n's configuration as an ordinary update: validated, and itself a new version."""
+        """Apply version n's configuration as an ordinary update: validated, itself a new version, and
+        audited as a `rollback`."""
         _, row = await self._version(who, endpoint_id, raw)
         body = {f.json: row["snapshot"][f.column] for f in VERSIONED if f.column in row["snapshot"]}
-        return await self.endpoints.update(who, endpoint_id, body)
+        return await self.endpoints.update(who, endpoint_id, body, action="rollback")

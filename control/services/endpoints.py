@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from control.policy.partitioning import partition_for
 from control.policy.signing import generate_secret, secret_bytes
 from control.policy.ssrf import AddressPolicy
 from control.policy.transform import TransformError, check_transformation
+from control.services import audit
 from control.services.mtls import check_pair
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
@@ -140,6 +141,8 @@ BY_JSON = {f.json: f for f in FIELDS}
 REQUIRED = ("url", "eventTypes")
 # Column order of the insert_endpoint / update_endpoint statements after their leading ids.
 UPDATE_COLUMNS = [f.column for f in FIELDS]
+# One change to a locked endpoint row: the changed row back (None: it was not there).
+Change = Callable[[asyncpg.Connection, asyncpg.Record], Awaitable[asyncpg.Record | None]]
 
 
 def _check_whole(values: dict[str, Any]) -> None:
@@ -246,9 +249,11 @@ class EndpointService:
         values = _parse(body, None)
         sealed = self._seal(values, _given(body), creating=True)
         endpoint_id = uuid.uuid4()
-        row = await self.pool.fetchrow(
-            q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
-            *[sealed[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
+                *[sealed[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
+            await audit.record(conn, who, "create", "endpoint", endpoint_id, after=endpoint_json(row))
         return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]},
                              include_secret=_secret_generated(body, creating=True))
 
@@ -261,36 +266,52 @@ class EndpointService:
     async def list(self, who: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
         return await owned_page(self.pool, "list_endpoints", who, limit, cursor, endpoint_json)
 
-    async def update(self, who: Principal, endpoint_id: str, body: Any) -> dict[str, Any]:
-        current = await self._get_row(who, endpoint_id)
-        values = _parse(body, dict(current))
-        sealed = self._seal(values, _given(body), creating=False)
-        row = await self.pool.fetchrow(q("update_endpoint"), current["id"], who.client_id,
-                                       *[sealed[c] for c in UPDATE_COLUMNS])
-        if row is None:
-            raise NotFound("endpoint not found")
+    async def change(self, who: Principal, endpoint_id: str, action: str, apply: Change,
+                     shown: Callable[[asyncpg.Record], dict[str, Any] | None] = endpoint_json) -> asyncpg.Record:
+        """Lock the caller's endpoint, apply one change and write its audit row (before and after as
+        GET shows them), all in one transaction; then tell the shards. Returns the changed row."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await owned_row(conn, "lock_endpoint", endpoint_id, who, "endpoint")
+            row = await apply(conn, current)
+            if row is None:
+                raise NotFound("endpoint not found")
+            await audit.record(conn, who.with_project(current["project_id"]), action, "endpoint", current["id"],
+                               endpoint_json(current), shown(row))
         await notify_endpoint_changed(self.pool, row["id"], row["partition"])
+        return row
+
+    async def update(self, who: Principal, endpoint_id: str, body: Any, action: str = "update") -> dict[str, Any]:
+        secret: str | None = None
+
+        async def apply(conn: asyncpg.Connection, current: asyncpg.Record) -> asyncpg.Record | None:
+            nonlocal secret
+            values = _parse(body, dict(current))
+            sealed = self._seal(values, _given(body), creating=False)
+            secret = values["signing_secret"]
+            return await conn.fetchrow(q("update_endpoint"), current["id"], who.client_id,
+                                       *[sealed[c] for c in UPDATE_COLUMNS])
+
+        row = await self.change(who, endpoint_id, action, apply)
         if _secret_generated(body, creating=False):
-            return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]}, include_secret=True)
+            return endpoint_json({**dict(row), "signing_secret": secret}, include_secret=True)
         return endpoint_json(row)
 
     async def set_status(self, who: Principal, endpoint_id: str, status: str) -> dict[str, Any]:
-        current = await self._get_row(who, endpoint_id)
-        row = await self.pool.fetchrow(q("set_endpoint_status"), current["id"], who.client_id, status)
-        if row is None:
-            raise NotFound("endpoint not found")
-        await notify_endpoint_changed(self.pool, row["id"], row["partition"])
+        async def apply(conn: asyncpg.Connection, current: asyncpg.Record) -> asyncpg.Record | None:
+            return await conn.fetchrow(q("set_endpoint_status"), current["id"], who.client_id, status)
+
+        row = await self.change(who, endpoint_id, "resume" if status == "active" else "pause", apply)
         if status == "active":
             await notify_work(self.pool, [row["partition"]])
         return endpoint_json(row)
 
     async def delete(self, who: Principal, endpoint_id: str) -> None:
-        current = await self._get_row(who, endpoint_id)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async def apply(conn: asyncpg.Connection, current: asyncpg.Record) -> asyncpg.Record | None:
             row = await conn.fetchrow(q("soft_delete_endpoint"), current["id"], who.client_id, who.project_id)
-            if row is None:
-                raise NotFound("endpoint not found")
-            killed = await conn.fetch(q("kill_endpoint_tasks"), current["id"], "endpoint deleted")
-            if killed:
-                await conn.execute(q("rollup_events"), list({r["event_id"] for r in killed}))
-        await notify_endpoint_changed(self.pool, current["id"], current["partition"])
+            if row is not None:
+                killed = await conn.fetch(q("kill_endpoint_tasks"), current["id"], "endpoint deleted")
+                if killed:
+                    await conn.execute(q("rollup_events"), list({r["event_id"] for r in killed}))
+            return row
+
+        await self.change(who, endpoint_id, "delete", apply, shown=lambda _: None)

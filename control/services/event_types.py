@@ -21,6 +21,7 @@ from control.errors import BadRequest, Conflict, NotFound
 from control.jsonfmt import iso
 from control.policy import json_schema
 from control.policy.json_schema import SchemaRefused, TooCostly, json_path
+from control.services import audit
 from control.services.matching import off_loop
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
@@ -220,11 +221,14 @@ class EventTypeService:
 
     async def create(self, who: Principal, body: Any) -> dict[str, Any]:
         v = await off_loop(lambda: _parse(body, None))
-        row = await self.pool.fetchrow(q("insert_event_type"), uuid.uuid4(), who.client_id, who.project_id,
-                                       v["name"], v["description"], v["schema"], v["schema_version"])
-        if row is None:
-            raise Conflict(f"an event type named {v['name']!r} already exists")
-        return event_type_json(row)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("insert_event_type"), uuid.uuid4(), who.client_id, who.project_id,
+                                      v["name"], v["description"], v["schema"], v["schema_version"])
+            if row is None:
+                raise Conflict(f"an event type named {v['name']!r} already exists")
+            out = event_type_json(row)
+            await audit.record(conn, who, "create", "event_type", row["id"], after=out)
+        return out
 
     async def _row(self, who: Principal, type_id: str) -> asyncpg.Record:
         return await owned_row(self.pool, "get_event_type", type_id, who, "event type")
@@ -243,18 +247,26 @@ class EventTypeService:
 
     async def update(self, who: Principal, type_id: str, body: Any) -> dict[str, Any]:
         current = await self._row(who, type_id)
-        v = await off_loop(lambda: _parse(body, current))
-        try:
-            row = await self.pool.fetchrow(q("update_event_type"), current["id"], who.client_id, v["name"],
-                                           v["description"], v["schema"], v["schema_version"])
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"an event type named {v['name']!r} already exists") from exc
-        if row is None:
-            raise NotFound("event type not found")
-        return event_type_json(row)
+        v = await off_loop(lambda: _parse(body, current))   # a schema compiles before any lock is taken
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await owned_row(conn, "lock_event_type", type_id, who, "event type")
+            try:
+                row = await conn.fetchrow(q("update_event_type"), current["id"], who.client_id, v["name"],
+                                          v["description"], v["schema"], v["schema_version"])
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(f"an event type named {v['name']!r} already exists") from exc
+            if row is None:
+                raise NotFound("event type not found")
+            out = event_type_json(row)
+            await audit.record(conn, who.with_project(row["project_id"]), "update", "event_type", row["id"],
+                               event_type_json(before), out)
+        return out
 
     async def delete(self, who: Principal, type_id: str) -> None:
-        row = await self.pool.fetchval(q("delete_event_type"), uuid_or_404(type_id, "event type"),
-                                       who.client_id, who.project_id)
-        if row is None:
-            raise NotFound("event type not found")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("delete_event_type"), uuid_or_404(type_id, "event type"),
+                                      who.client_id, who.project_id)
+            if row is None:
+                raise NotFound("event type not found")
+            await audit.record(conn, who.with_project(row["project_id"]), "delete", "event_type", row["id"],
+                               before=event_type_json(row))

@@ -17,6 +17,7 @@ import orjson
 
 from control.errors import BadRequest, InvalidState, NotFound
 from control.policy.partitioning import partition_for, target_key
+from control.services import audit
 from control.services.event_types import validate_event_payload
 from control.services.events import EventService
 from control.services.principal import Principal
@@ -63,6 +64,16 @@ def parse_edit(body: Any) -> EventEdit:
     if not edit.changes_content and not edit.replay:
         raise BadRequest(f"body: give at least one of {', '.join(EDIT_FIELDS)}")
     return edit
+
+
+def audit_view(row: asyncpg.Record, with_payload: bool = False) -> dict[str, Any]:
+    """What the audit log keeps of an event before and after a change: its API fields, and the
+    payload only when the change is to the payload (a replay need not copy it twice)."""
+    out: dict[str, Any] = {"id": str(row["id"]), "eventType": row["event_type"], "destination": row["destination"],
+                           "headers": row["headers"], "status": row["status"], "attempts": row["attempts"]}
+    if with_payload:
+        out["payload"] = orjson.loads(row["payload"])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,7 @@ class LifecycleService:
                     await conn.execute(q("notify_work"), work_payload(r["partition"] for r in released))
             if edit.replay and not await self._requeue(conn, who, [row["id"]]):
                 raise InvalidState("nothing to replay: the endpoints of its undelivered deliveries were deleted")
+            await self._audit(conn, who, "update", row, edit.payload is not None)
 
         await self._in_tx(run)
         return await self.events.get(who, event_id)
@@ -192,9 +204,16 @@ class LifecycleService:
             row = await self._locked_event(conn, who, event_id, "replayed")
             if not await self._requeue(conn, who, [row["id"]]):
                 raise InvalidState("nothing to replay: the endpoints of its undelivered deliveries were deleted")
+            await self._audit(conn, who, "replay", row)
 
         await self._in_tx(run)
         return await self.events.get(who, event_id)
+
+    async def _audit(self, conn: asyncpg.Connection, who: Principal, action: str, before: asyncpg.Record,
+                     with_payload: bool = False) -> None:
+        after = await conn.fetchrow(q("get_event"), before["id"], who.client_id, None)
+        await audit.record(conn, who.with_project(before["project_id"]), action, "event", before["id"],
+                           audit_view(before, with_payload), audit_view(after, with_payload))
 
     async def retry(self, who: Principal, body: Any) -> dict[str, Any]:
         sel = parse_retry(body)
@@ -211,7 +230,14 @@ class LifecycleService:
                 rows = await conn.fetch(q("retryable_events_by_status"), who.client_id, who.project_id,
                                         sel.status, sel.limit)
                 ids = [r["id"] for r in rows]
-            return await self._requeue(conn, who, ids, sel.endpoint_id) if ids else []
+            retried = await self._requeue(conn, who, ids, sel.endpoint_id) if ids else []
+            # One row for the whole batch: the selection, and which events got work back.
+            selection = {"eventIds": [str(i) for i in sel.event_ids]} if sel.event_ids is not None else {
+                "status": sel.status, "endpointId": str(sel.endpoint_id) if sel.endpoint_id else None,
+                "limit": sel.limit}
+            await audit.record(conn, who, "retry", "event", None, before=selection,
+                               after={"retried": len(retried), "eventIds": [str(i) for i in retried]})
+            return retried
 
         retried = await self._in_tx(run)
         return {"retried": len(retried), "eventIds": [str(i) for i in retried]}

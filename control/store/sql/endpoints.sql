@@ -14,6 +14,14 @@ SELECT * FROM endpoints
 WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL
   AND ($3::uuid IS NULL OR project_id = $3);
 
+-- name: lock_endpoint
+-- The current row, locked until the change (and its audit row) commits: what the change reads is
+-- what it replaces.
+SELECT * FROM endpoints
+WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL
+  AND ($3::uuid IS NULL OR project_id = $3)
+FOR UPDATE;
+
 -- name: list_endpoints
 SELECT * FROM endpoints
 WHERE client_id = $1 AND deleted_at IS NULL

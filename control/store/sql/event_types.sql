@@ -12,6 +12,11 @@ WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3);
 SELECT * FROM event_types
 WHERE client_id = $1 AND project_id IS NOT DISTINCT FROM $2 AND name = $3;
 
+-- name: lock_event_type
+SELECT * FROM event_types
+WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3)
+FOR UPDATE;
+
 -- name: list_event_types
 SELECT * FROM event_types
 WHERE client_id = $1
@@ -30,7 +35,7 @@ RETURNING *;
 -- name: delete_event_type
 DELETE FROM event_types
 WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3)
-RETURNING id;
+RETURNING *;
 
 -- name: event_type_schema_ref
 -- What payload validation needs first: which schema revision applies (the schema itself only on a
