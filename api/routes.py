@@ -11,6 +11,33 @@ from typing import Any
 from blacksheep import Request, Response
 
 Handler = Callable[..., Awaitable[Response]]
+PERMISSION_ATTR = "mittr_permission"
+
+
+class RouteError(ValueError):
+    """A route whose declaration and handler disagree about its permission (raised at import)."""
+
+
+@dataclass
+class Permission:
+    """The permission an `@authed` handler enforces: given there, or bound from its Route."""
+    value: str | None = None
+
+
+def bind_permission(handler: Handler, scope: str | None, where: str) -> None:
+    """Make the handler enforce exactly the Route's permission: an `@authed()` handler takes it
+    from here, an `@authed("x")` one must say the same, and a public route must not be `@authed`."""
+    held: Permission | None = getattr(handler, PERMISSION_ATTR, None)
+    if scope is None:
+        if held is not None:
+            raise RouteError(f"{where}: a public route (permission None) must not be @authed")
+        return
+    if held is None:
+        raise RouteError(f"{where}: declares {scope!r} but its handler is not @authed(), so nothing checks it")
+    if held.value is None:
+        held.value = scope
+    elif held.value != scope:
+        raise RouteError(f"{where}: ROUTES.add declares {scope!r} but @authed checks {held.value!r}")
 
 
 @dataclass(frozen=True)
@@ -20,7 +47,7 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    scope: str | None            # None = public (no API key)
+    scope: str | None            # the permission (`<family>:read|write`); None = public (no API key)
     status: int = 200
     body: dict[str, Any] | None = None        # JSON schema of the request body
     query: tuple[tuple[str, dict[str, Any]], ...] = ()
@@ -40,6 +67,7 @@ class RouteTable:
             responses: dict[int, str] | None = None,
             response: dict[str, Any] | None = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
+            bind_permission(fn, scope, f"{method} {path}")
             self.routes.append(Route(method, path, fn, summary, tag, scope, status, body, query, headers,
                                      responses or {}, response))
             return fn
@@ -129,6 +157,7 @@ def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
             op["security"] = []
         else:
             op["description"] = f"Requires the `{r.scope}` scope."
+            op["x-permission"] = r.scope
         if r.body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": r.body}}}
@@ -150,4 +179,5 @@ def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["Request", "Route", "RouteTable", "list_of", "nullable", "openapi_document"]
+__all__ = ["Permission", "Request", "Route", "RouteError", "RouteTable", "bind_permission", "list_of", "nullable",
+           "openapi_document"]

@@ -9,7 +9,7 @@ from typing import Any
 from blacksheep import Request, Response
 
 from api.context import ctx
-from api.routes import RouteTable
+from api.routes import PERMISSION_ATTR, Permission, RouteTable
 from control.errors import ApiError, RateLimited, Unavailable
 from control.services.principal import Principal
 from control.services.ratelimit import ApiRateLimiter
@@ -23,14 +23,23 @@ PAGE: tuple[tuple[str, dict[str, Any]], ...] = (
 Authed = Callable[[Request, Principal], Awaitable[Response]]
 
 
-def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Response]]]:
-    """Authenticate, take one request from the key's rate limit, check the scope, then call the
-    handler with the caller's Principal. Every response after authentication, success or error,
-    carries the X-RateLimit-* headers; an exhausted key gets 429 RATE_LIMITED with Retry-After."""
+def authed(scope: str | None = None) -> Callable[[Authed], Callable[[Request], Awaitable[Response]]]:
+    """Authenticate, take one request from the key's rate limit, check the permission, then call
+    the handler with the caller's Principal. Every response after authentication, success or error,
+    carries the X-RateLimit-* headers; an exhausted key gets 429 RATE_LIMITED with Retry-After.
+
+    Write `@authed()` under `@ROUTES.add(...)`: the permission is the one the route declares, bound
+    when the route is registered. `@authed("x:read")` still works, and ROUTES.add refuses (at
+    import) a route whose permission differs from it. A handler never registered fails closed."""
     def wrap(fn: Authed) -> Callable[[Request], Awaitable[Response]]:
+        permission = Permission(scope)
+
         # No functools.wraps: BlackSheep binds parameters from the signature it sees, and the
         # wrapped handler's `who` must not look like a body parameter.
         async def handler(request: Request) -> Response:
+            required = permission.value
+            if required is None:
+                raise RuntimeError(f"{fn.__name__}: @authed() handler used without a ROUTES.add declaration")
             c = ctx()
             who = await c.principal(request)
             bucket = who.key_id or who.user_id or who.client_id
@@ -40,7 +49,7 @@ def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Respo
                 if verdict is not None and not verdict.allowed:
                     raise RateLimited(f"rate limit of {verdict.limit} requests per second exceeded",
                                       headers={"Retry-After": str(verdict.retry_after)})
-                who.require(scope)
+                who.require(required)
                 response = await fn(request, who)
             except ApiError as exc:
                 exc.headers = {**limits, **exc.headers}
@@ -56,6 +65,7 @@ def authed(scope: str) -> Callable[[Authed], Callable[[Request], Awaitable[Respo
             return response
         handler.__name__ = fn.__name__
         handler.__doc__ = fn.__doc__
+        setattr(handler, PERMISSION_ATTR, permission)
         return handler
     return wrap
 

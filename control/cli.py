@@ -14,15 +14,19 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from control.crypto import KEY_ENV, box_for, resolve_key
+from control.errors import ApiError
 from control.logs import setup_logging
 from control.runtime import Database, open_database
 from control.services.account import check_settings as check_account_settings
+from control.services.api_keys import create_api_key
 from control.services.keys import create_client, create_key
+from control.services.principal import Principal
 from control.services.retention import PruneReport, RetentionPolicy, prune
 from control.settings import Settings, SettingsError, load_settings
 from control.store.db import connect, migrate
@@ -223,6 +227,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_body(args: argparse.Namespace) -> dict[str, Any]:
+    """`keys create` flags as the body of POST /api/v1/api-keys, so both are checked alike."""
+    scopes = [s.strip() for raw in [*(args.scope or []), *(args.scopes or [])] for s in raw.split(",") if s.strip()]
+    body: dict[str, Any] = {"name": args.name, "rateLimit": args.rate_limit, "projectId": args.project}
+    if scopes:
+        body["scopes"] = scopes
+    if args.expires_in_days is not None:
+        if args.expires_in_days <= 0:
+            raise ApiError("--expires-in-days: must be more than 0")
+        body["expiresAt"] = (datetime.now(UTC) + timedelta(days=args.expires_in_days)).isoformat()
+    return body
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -240,13 +257,16 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
                     client_id, secret = client["id"], client["signing_secret"]
                 else:
                     client_id = row["id"]
-            key = await create_key(conn, client_id, args.name, scopes=args.scope or [])
-            out = key.as_json()
+            who = Principal(client_id, None, frozenset(), None, label="cli")
+            out = {**await create_api_key(conn, who, _key_body(args)), "clientId": str(client_id)}
             if secret is not None:
                 out["signingSecret"] = secret
             return out
 
-    out = on_migrated_database(settings, run)
+    try:
+        out = on_migrated_database(settings, run)
+    except ApiError as exc:          # the API's own checks: unknown scope, project, past expiry ...
+        raise SystemExit(f"mittr: {exc.message}") from exc
     if args.json:
         print(json.dumps(out))
     else:
@@ -381,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--name", required=True, help="a name for the key")
     kc.add_argument("--new-client", metavar="CLIENT_NAME", help="create a new tenant with this name")
     kc.add_argument("--scope", action="append", help="limit the key to a scope (repeatable)")
+    kc.add_argument("--scopes", action="append", metavar="S1,S2",
+                    help="comma-separated scopes, e.g. events:write,endpoints:read (default: *)")
+    kc.add_argument("--rate-limit", type=int, metavar="N", help="requests per second (0 = unlimited)")
+    kc.add_argument("--expires-in-days", type=float, metavar="D", help="the key stops working after D days")
+    kc.add_argument("--project", metavar="PROJECT_ID", help="bind the key to one project of the client")
     kc.add_argument("--json", action="store_true", help="print one JSON object")
     kc.set_defaults(func=cmd_keys_create)
 

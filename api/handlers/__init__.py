@@ -3,6 +3,7 @@
 from api.handlers import (
     account,
     analytics,
+    api_keys,
     audit,
     auth,
     deliveries,
@@ -21,6 +22,7 @@ from api.handlers import (
 __all__ = [
     "account",
     "analytics",
+    "api_keys",
     "audit",
     "auth",
     "deliveries",

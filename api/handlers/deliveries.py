@@ -31,14 +31,14 @@ def deliveries() -> DeliveryService:
 
 
 @ROUTES.add("GET", "/api/v1/deliveries", "List delivery attempts (newest first) in a time range", "deliveries",
-            "events:read", query=QUERY, response=list_of(ATTEMPT))
-@authed("events:read")
+            "deliveries:read", query=QUERY, response=list_of(ATTEMPT))
+@authed()
 async def list_deliveries(request: Request, who: Principal) -> Response:
     return json_response(await deliveries().list(who, {p: query_one(request, p) for p in PARAMS}))
 
 
-@ROUTES.add("GET", "/api/v1/deliveries/{id}", "Get one delivery attempt", "deliveries", "events:read",
+@ROUTES.add("GET", "/api/v1/deliveries/{id}", "Get one delivery attempt", "deliveries", "deliveries:read",
             response=ATTEMPT)
-@authed("events:read")
+@authed()
 async def get_delivery(request: Request, who: Principal) -> Response:
     return json_response(await deliveries().get(who, route_id(request)))

@@ -20,7 +20,7 @@ def security() -> EndpointSecurityService:
 
 @ROUTES.add("POST", "/api/v1/endpoints/{id}/mtls", "Set the client certificate presented on delivery",
             "endpoints", "endpoints:write", body=MTLS_BODY)
-@authed("endpoints:write")
+@authed()
 async def set_mtls(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await security().set_mtls(who, route_id(request), body))
@@ -28,7 +28,7 @@ async def set_mtls(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("DELETE", "/api/v1/endpoints/{id}/mtls", "Remove the client certificate", "endpoints",
             "endpoints:write", 204)
-@authed("endpoints:write")
+@authed()
 async def clear_mtls(request: Request, who: Principal) -> Response:
     await security().clear_mtls(who, route_id(request))
     return empty_response(204)
@@ -37,6 +37,6 @@ async def clear_mtls(request: Request, who: Principal) -> Response:
 @ROUTES.add("POST", "/api/v1/endpoints/{id}/standard-webhooks/ed25519",
             "Generate (or rotate) the ed25519 key for Standard Webhooks v1a signatures", "endpoints",
             "endpoints:write")
-@authed("endpoints:write")
+@authed()
 async def rotate_ed25519(request: Request, who: Principal) -> Response:
     return json_response(await security().rotate_ed25519(who, route_id(request)))

@@ -36,14 +36,14 @@ def endpoints() -> EndpointService:
 
 @ROUTES.add("POST", "/api/v1/endpoints", "Create an endpoint", "endpoints", "endpoints:write", 201,
             body={**ENDPOINT_BODY, "required": ["url", "eventTypes"]})
-@authed("endpoints:write")
+@authed()
 async def create_endpoint(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await endpoints().create(who, body), 201)
 
 
 @ROUTES.add("GET", "/api/v1/endpoints", "List endpoints", "endpoints", "endpoints:read", query=PAGE)
-@authed("endpoints:read")
+@authed()
 async def list_endpoints(request: Request, who: Principal) -> Response:
     out = await endpoints().list(who, limit_param(query_one(request, "limit"), 20, 100),
                                  query_one(request, "cursor"))
@@ -51,14 +51,14 @@ async def list_endpoints(request: Request, who: Principal) -> Response:
 
 
 @ROUTES.add("GET", "/api/v1/endpoints/{id}", "Get an endpoint", "endpoints", "endpoints:read")
-@authed("endpoints:read")
+@authed()
 async def get_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await endpoints().get(who, route_id(request)))
 
 
 @ROUTES.add("PATCH", "/api/v1/endpoints/{id}", "Update an endpoint", "endpoints", "endpoints:write",
             body=ENDPOINT_BODY)
-@authed("endpoints:write")
+@authed()
 async def update_endpoint(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await endpoints().update(who, route_id(request), body))
@@ -66,7 +66,7 @@ async def update_endpoint(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("DELETE", "/api/v1/endpoints/{id}", "Delete an endpoint (its pending deliveries end dead)",
             "endpoints", "endpoints:write", 204)
-@authed("endpoints:write")
+@authed()
 async def delete_endpoint(request: Request, who: Principal) -> Response:
     await endpoints().delete(who, route_id(request))
     return empty_response(204)
@@ -74,13 +74,13 @@ async def delete_endpoint(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("POST", "/api/v1/endpoints/{id}/pause", "Pause delivery (events stay queued)", "endpoints",
             "endpoints:write")
-@authed("endpoints:write")
+@authed()
 async def pause_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await endpoints().set_status(who, route_id(request), "paused"))
 
 
 @ROUTES.add("POST", "/api/v1/endpoints/{id}/resume", "Resume delivery", "endpoints", "endpoints:write")
-@authed("endpoints:write")
+@authed()
 async def resume_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await endpoints().set_status(who, route_id(request), "active"))
 
@@ -94,7 +94,7 @@ def versions() -> EndpointVersionService:
 @ROUTES.add("GET", "/api/v1/endpoints/{id}/versions/diff", "Field-level diff of two versions", "endpoints",
             "endpoints:read", query=(("v1", {"type": "integer", "minimum": 1}),
                                      ("v2", {"type": "integer", "minimum": 1})))
-@authed("endpoints:read")
+@authed()
 async def diff_endpoint_versions(request: Request, who: Principal) -> Response:
     out = await versions().diff(who, route_id(request), query_one(request, "v1"), query_one(request, "v2"))
     return json_response(out)
@@ -102,7 +102,7 @@ async def diff_endpoint_versions(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("GET", "/api/v1/endpoints/{id}/versions", "Configuration history, newest first", "endpoints",
             "endpoints:read", query=PAGE)
-@authed("endpoints:read")
+@authed()
 async def list_endpoint_versions(request: Request, who: Principal) -> Response:
     out = await versions().list(who, route_id(request), limit_param(query_one(request, "limit"), 20, 100),
                                 query_one(request, "cursor"))
@@ -111,13 +111,13 @@ async def list_endpoint_versions(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("GET", "/api/v1/endpoints/{id}/versions/{n}", "One version's configuration", "endpoints",
             "endpoints:read")
-@authed("endpoints:read")
+@authed()
 async def get_endpoint_version(request: Request, who: Principal) -> Response:
     return json_response(await versions().get(who, route_id(request), route_id(request, "n")))
 
 
 @ROUTES.add("POST", "/api/v1/endpoints/{id}/versions/{n}/rollback",
             "Restore a version's configuration (makes a new version)", "endpoints", "endpoints:write")
-@authed("endpoints:write")
+@authed()
 async def rollback_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await versions().rollback(who, route_id(request), route_id(request, "n")))

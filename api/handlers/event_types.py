@@ -27,14 +27,14 @@ def event_types() -> EventTypeService:
 @ROUTES.add("POST", "/api/v1/event-types", "Register an event type (optionally with a JSON Schema)",
             "event-types", "event-types:write", 201, body={**EVENT_TYPE_BODY, "required": ["name"]},
             responses={409: "An event type with this name exists"})
-@authed("event-types:write")
+@authed()
 async def create_event_type(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await event_types().create(who, body), 201)
 
 
 @ROUTES.add("GET", "/api/v1/event-types", "List event types", "event-types", "event-types:read", query=PAGE)
-@authed("event-types:read")
+@authed()
 async def list_event_types(request: Request, who: Principal) -> Response:
     out = await event_types().list(who, limit_param(query_one(request, "limit"), 20, 100),
                                    query_one(request, "cursor"))
@@ -43,13 +43,13 @@ async def list_event_types(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("GET", "/api/v1/event-types/by-name/{name}", "Get an event type by name", "event-types",
             "event-types:read")
-@authed("event-types:read")
+@authed()
 async def get_event_type_by_name(request: Request, who: Principal) -> Response:
     return json_response(await event_types().get_by_name(who, route_id(request, "name")))
 
 
 @ROUTES.add("GET", "/api/v1/event-types/{id}", "Get an event type", "event-types", "event-types:read")
-@authed("event-types:read")
+@authed()
 async def get_event_type(request: Request, who: Principal) -> Response:
     return json_response(await event_types().get(who, route_id(request)))
 
@@ -57,7 +57,7 @@ async def get_event_type(request: Request, who: Principal) -> Response:
 @ROUTES.add("PUT", "/api/v1/event-types/{id}", "Update an event type (only the fields given)",
             "event-types", "event-types:write", body=EVENT_TYPE_BODY,
             responses={409: "An event type with this name exists"})
-@authed("event-types:write")
+@authed()
 async def update_event_type(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await event_types().update(who, route_id(request), body))
@@ -65,7 +65,7 @@ async def update_event_type(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("DELETE", "/api/v1/event-types/{id}", "Delete an event type", "event-types",
             "event-types:write", 204)
-@authed("event-types:write")
+@authed()
 async def delete_event_type(request: Request, who: Principal) -> Response:
     await event_types().delete(who, route_id(request))
     return empty_response(204)

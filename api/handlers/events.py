@@ -113,7 +113,7 @@ def lifecycle() -> LifecycleService:
 @ROUTES.add("POST", "/api/v1/events", "Create an event for delivery", "events", "events:write", 201,
             body=EVENT_BODY, headers=(("X-Idempotency-Key", True),), response=EVENT_CREATED,
             responses={402: "Monthly message quota exceeded", 409: "Duplicate idempotency key"})
-@authed("events:write")
+@authed()
 async def create_event(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     out = await events().create(who, body, header(request, b"x-idempotency-key"))
@@ -125,7 +125,7 @@ async def create_event(request: Request, who: Principal) -> Response:
             responses={400: "VALIDATION_ERROR or BATCH_TOO_LARGE; nothing stored",
                        402: "Monthly message quota exceeded; nothing stored",
                        409: "DUPLICATE_EVENT: an idempotency key exists or repeats; nothing stored"})
-@authed("events:write")
+@authed()
 async def create_batch(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await ctx().service(BatchService).create(who, body), 201)
@@ -133,7 +133,7 @@ async def create_batch(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("POST", "/api/v1/events/batch/retry", "Re-queue failed/dead events by ids, status or endpoint",
             "events", "events:write", body=RETRY_BODY, response=RETRIED)
-@authed("events:write")
+@authed()
 async def retry_batch(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await lifecycle().retry(who, body))
@@ -141,7 +141,7 @@ async def retry_batch(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("GET", "/api/v1/events", "List events", "events", "events:read",
             query=(("status", STATUS), *PAGE), response=list_of(EVENT_SUMMARY))
-@authed("events:read")
+@authed()
 async def list_events(request: Request, who: Principal) -> Response:
     out = await events().list(who, query_one(request, "status"),
                               limit_param(query_one(request, "limit"), 20, 100), query_one(request, "cursor"))
@@ -150,7 +150,7 @@ async def list_events(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("GET", "/api/v1/events/{id}", "Get an event with its delivery attempts", "events", "events:read",
             response=EVENT)
-@authed("events:read")
+@authed()
 async def get_event(request: Request, who: Principal) -> Response:
     return json_response(await events().get(who, route_id(request)))
 
@@ -158,7 +158,7 @@ async def get_event(request: Request, who: Principal) -> Response:
 @ROUTES.add("PATCH", "/api/v1/events/{id}", "Edit a failed/dead event; optionally replay it", "events",
             "events:write", body=EDIT_BODY, response=EVENT,
             responses={409: "INVALID_STATE: the event is not failed or dead"})
-@authed("events:write")
+@authed()
 async def edit_event(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await lifecycle().edit(who, route_id(request), body))
@@ -166,13 +166,13 @@ async def edit_event(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("POST", "/api/v1/events/{id}/replay", "Re-queue a failed/dead event with reset attempts", "events",
             "events:write", response=EVENT, responses={409: "INVALID_STATE: the event is not failed or dead"})
-@authed("events:write")
+@authed()
 async def replay_event(request: Request, who: Principal) -> Response:
     return json_response(await lifecycle().replay(who, route_id(request)))
 
 
 @ROUTES.add("GET", "/api/v1/events/{id}/deliveries", "Every attempt for an event, and its pending deliveries",
             "deliveries", "events:read", response=EVENT_ATTEMPTS)
-@authed("events:read")
+@authed()
 async def event_deliveries(request: Request, who: Principal) -> Response:
     return json_response(await events().deliveries(who, route_id(request)))

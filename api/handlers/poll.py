@@ -37,12 +37,12 @@ def polls() -> PollService:
 
 
 @ROUTES.add("GET", "/api/v1/poll", "Long-poll a poll-mode endpoint for events (blocks up to `timeout` s)",
-            "polling", "events:read",
+            "polling", "poll:read",
             query=(("endpoint_id", {"type": "string", "format": "uuid"}),
                    ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 10}),
                    ("timeout", {"type": "integer", "minimum": 0, "maximum": MAX_TIMEOUT_S, "default": 30})),
             response=POLLED_LIST, responses={400: "Bad parameter, or the endpoint is not in poll mode"})
-@authed("events:read")
+@authed()
 async def poll_events(request: Request, who: Principal) -> Response:
     out = await polls().poll(who, query_one(request, "endpoint_id"), query_one(request, "limit"),
                              query_one(request, "timeout"))
@@ -50,9 +50,9 @@ async def poll_events(request: Request, who: Principal) -> Response:
 
 
 @ROUTES.add("POST", "/api/v1/poll/ack", "Acknowledge polled events (they become delivered)", "polling",
-            "events:write", body=ACK_BODY, response=ACKED,
+            "poll:write", body=ACK_BODY, response=ACKED,
             responses={400: "Bad body, or the endpoint is not in poll mode"})
-@authed("events:write")
+@authed()
 async def ack_events(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)
     return json_response(await polls().ack(who, body))

@@ -57,10 +57,10 @@ async def create_client(conn: asyncpg.Connection | asyncpg.Pool, name: str,
 async def create_key(conn: asyncpg.Connection | asyncpg.Pool, client_id: uuid.UUID, name: str,
                      scopes: list[str] | None = None, rate_limit: int | None = None,
                      expires_at: datetime | None = None,
-                     project_id: uuid.UUID | None = None) -> CreatedKey:
+                     project_id: uuid.UUID | None = None, created_by: uuid.UUID | None = None) -> CreatedKey:
     raw = new_raw_key()
     row = await conn.fetchrow(q("insert_api_key"), uuid.uuid4(), client_id, project_id, name,
-                              raw[:8], key_hash(raw), scopes or [], rate_limit, expires_at)
+                              raw[:8], key_hash(raw), scopes or [], rate_limit, expires_at, created_by)
     return CreatedKey(row["id"], client_id, name, raw, raw[:8], row["created_at"])
 
 

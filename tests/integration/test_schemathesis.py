@@ -40,6 +40,9 @@ async def test_no_server_errors_and_responses_match_the_schema(server: MittrServ
         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
                     "content_type_conformance",
         "--header", f"X-API-Key: {server.admin_key}",
+        # A key may delete itself, and the fuzzer finds the admin key's id in GET /api/v1/api-keys: it
+        # would then fuzz every later operation with a dead key (tests/integration/test_api_keys.py covers it).
+        "--exclude-operation-id", "delete__api_v1_api_keys_id_",
         # One worker: with two threads hypothesis's shared source caches raced (a KeyError inside
         # schemathesis's coverage phase, not a finding about the API).
         "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", "1",

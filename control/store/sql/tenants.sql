@@ -12,8 +12,9 @@ SELECT id, name FROM clients ORDER BY created_at LIMIT 1;
 SELECT id, name, monthly_quota, signing_secret, created_at FROM clients WHERE id = $1;
 
 -- name: insert_api_key
-INSERT INTO api_keys (id, client_id, project_id, name, key_prefix, key_hash, scopes, rate_limit, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO api_keys (id, client_id, project_id, name, key_prefix, key_hash, scopes, rate_limit, expires_at,
+                      created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING id, client_id, project_id, name, key_prefix, scopes, rate_limit, is_active, expires_at, created_at;
 
 -- name: api_key_by_hash
