@@ -17,6 +17,7 @@ from api.handlers import (
     projects,
     stats,
     system,
+    team,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "projects",
     "stats",
     "system",
+    "team",
 ]

@@ -4,6 +4,7 @@ are declared."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ import api.app  # noqa: F401 - registers every route
 from api.routes import Route
 from api.routing import ROUTES
 from control.services.keys import create_client, create_key
+from control.services.users import add_member, create_user
 from tests.integration.conftest import Caller
 from tests.support.certs import make_pki
 
@@ -46,8 +48,16 @@ async def tenant_a(app_client: Caller, pool: Any) -> dict[str, str]:
     await pool.execute("UPDATE events SET status = 'dead' WHERE id = $1", uuid.UUID(ev["id"]))
     status, project, _ = await app_client.call("POST", "/api/v1/projects", {"name": "p"})
     assert status == 201, project
+    client_id = uuid.UUID(app_client.client_id)
+    member = await create_user(pool, "member" + "@" + "a.example")
+    await add_member(pool, client_id, member["id"], "viewer")
+    invite_id = await pool.fetchval(
+        "INSERT INTO auth_tokens (token_hash, kind, client_id, email, role, expires_at) VALUES"
+        " ($1, 'invite', $2, $3, 'viewer', now() + interval '1 day') RETURNING id",
+        os.urandom(32), client_id, "invitee" + "@" + "a.example")
     return {"endpoint": ep["id"], "event": ev["id"], "event_type": et["id"], "event_type_name": et["name"],
-            "delivery": str(attempt_id), "project": project["id"]}
+            "delivery": str(attempt_id), "project": project["id"],
+            "team_member": str(member["id"]), "invite": str(invite_id)}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -57,6 +67,10 @@ def fill(path: str, ids: dict[str, str]) -> str:
         key = "delivery"
     elif path.startswith("/api/v1/event-types/"):
         key = "event_type"
+    elif path.startswith("/api/v1/team/invites/"):
+        key = "invite"
+    elif path.startswith("/api/v1/team/"):
+        key = "team_member"
     elif path.startswith("/api/v1/projects/"):
         key = "project"
     else:
@@ -72,6 +86,8 @@ def valid_body(r: Route, tmp: Path) -> Any:
         return {"certPem": pki.client_cert, "keyPem": pki.client_key}
     if r.path.startswith("/api/v1/event-types/"):
         return {"description": "changed"}
+    if r.path.startswith("/api/v1/team/"):
+        return {"role": "viewer"}
     if r.path.startswith("/api/v1/projects/"):
         return {"name": "changed"}
     if r.path == "/api/v1/events/{id}":
