@@ -14,7 +14,7 @@ from blacksheep import Request, Response
 
 from api.context import ctx
 from api.cookies import cleared_cookie, session_cookie, wants_secure
-from api.csrf import check_origin, own_origin
+from api.csrf import check_origin, origin_of
 from api.http import empty_response, header, json_response, read_json
 from api.routing import ROUTES
 from control.errors import BadRequest, Unauthorized
@@ -66,15 +66,22 @@ def refuse_foreign_origin(request: Request) -> None:
 
 
 def link_base(request: Request) -> str:
-    """Where e-mailed links point: `auth.public_url`'s origin, else this request's own."""
+    """Where e-mailed links point: `auth.public_url`'s origin, else the address this server listens
+    on. Never the request's Host header: anyone may send a password-reset request with a Host of
+    their choosing, and the victim's mail would then carry the token to the attacker's site."""
     public = _public_url()
-    if not public and not _warned_host_links:
+    if public:
+        origin = origin_of(public)
+        if origin is None:
+            raise BadRequest("auth.public_url: not an http(s) URL; e-mailed links cannot be built")
+        return origin
+    if not _warned_host_links:
         _warned_host_links.append(True)
-        log.warning("auth.public_url is not set: e-mailed links are built from the request's Host header")
-    origin = own_origin(request, public)
-    if origin is None:
-        raise BadRequest("Host: needed to build the link in the mail (or set auth.public_url)")
-    return origin
+        log.warning("auth.public_url is not set: e-mailed links point at server.host:server.port")
+    server = ctx().settings.server
+    host = str(server["host"])
+    host = "localhost" if host in ("0.0.0.0", "::", "") else host
+    return origin_of(f"http://{host}:{int(server['port'])}") or f"http://localhost:{int(server['port'])}"
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:

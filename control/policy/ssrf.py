@@ -15,6 +15,7 @@ Three tiers, judged on the address and on any IPv4 address embedded in it:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -158,9 +159,9 @@ class AddressPolicy:
 
     def host_refusal(self, host: str) -> str | None:
         """Why a URL host can never be delivered to, when that is known without DNS (a literal
-        address); names are judged at connect time, on what they resolve to."""
-        addr = literal_address(host)
-        return None if addr is None else self.refusal(addr)
+        address); names are judged at connect time, on what they resolve to. Memoised: batch
+        ingest asks this for every event, mostly about the same few hosts."""
+        return _host_refusal(self, host)
 
     def network_refusal(self, cidr: str) -> str | None:
         """Why an allowlist entry can never admit anything: it lies wholly inside a refused range.
@@ -172,3 +173,9 @@ class AddressPolicy:
                         and not (nets is UNUSABLE and _LOOPBACK_V6 in net)):   # ::/96 holds ::1
                     return why.format(net, outer)
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_refusal(policy: AddressPolicy, host: str) -> str | None:
+    addr = literal_address(host)
+    return None if addr is None else policy.refusal(addr)

@@ -73,6 +73,7 @@ class AuthConfig:
     reset_ttl_s: float
     invite_ttl_s: float
     throttle: ThrottleLimits
+    allow_signup: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthConfig:
@@ -81,7 +82,7 @@ class AuthConfig:
                    float(a["verify_email_ttl_hours"]) * 3600, float(a["reset_password_ttl_hours"]) * 3600,
                    float(a["invite_ttl_hours"]) * 3600,
                    ThrottleLimits(int(a["login_failures_per_email"]), int(a["login_failures_per_ip"]),
-                                  float(a["login_window_s"])))
+                                  float(a["login_window_s"])), bool(a["allow_signup"]))
 
 
 # ---- pure: request bodies ------------------------------------------------------------------------
@@ -259,6 +260,8 @@ class AccountService:
     # -- sign-up and log-in
 
     async def signup(self, body: Any, base: str, ip: str | None, user_agent: str | None) -> SignedIn:
+        if not self.cfg.allow_signup:
+            raise Forbidden("sign-up is turned off on this server; ask a workspace admin for an invitation")
         s = parse_signup(body)
         hashed = await hashed_password(s.password, s.email)
         async with self.pool.acquire() as conn, conn.transaction():

@@ -316,6 +316,26 @@ async def test_forgot_password_answers_alike_and_mails_only_real_accounts(web: W
     assert bad.status == 400 and bad.body["error"].startswith("email:")
 
 
+async def test_sign_up_can_be_turned_off(make_web: MakeWeb) -> None:
+    closed = await make_web(allow_signup="false")
+    reply = await closed.call("POST", "/auth/signup", {"email": "zed@acme.example", "password": PASSWORD})
+    assert reply.status == 403 and reply.body["code"] == "FORBIDDEN" and "invitation" in reply.body["error"]
+    assert await closed.pool.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_a_reset_link_never_points_at_the_host_the_asker_named(web: Web) -> None:
+    """Password-reset poisoning: whoever asks for the victim's reset mail controls the Host header;
+    the link (and its token) must still point at this server."""
+    await web.signup("uma@acme.example")
+    await web.smtp.inbox.wait_for("uma@acme.example")
+    reply = await web.call("POST", "/auth/forgot-password", {"email": "uma@acme.example"}, origin=None,
+                           headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
+    assert reply.status == 200
+    await web.settle()
+    mail = body_of((await web.smtp.inbox.wait_for("uma@acme.example", count=2))[1])
+    assert "evil.example" not in mail and "http://127.0.0.1:8400/reset-password?token=" in mail, mail
+
+
 async def test_reset_password_is_single_use_and_signs_out_everywhere(make_web: MakeWeb) -> None:
     web = await make_web()
     other_worker = await make_web()

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ class MittrServer:
             "MITTR_ENGINE__SCAN_INTERVAL_MS": "250",
             "MITTR_ENGINE__DRAIN_TIMEOUT_S": "5",
             "MITTR_LOG__LEVEL": "warning",
+            # Mail a test server sends (no SMTP configured) lands in a throwaway outbox, not the home
+            # directory of whoever runs the tests.
+            "MITTR_MAIL__OUTBOX_DIR": os.path.join(tempfile.gettempdir(), "mittr-test-outbox"),
             **self.env_overrides,
         })
         return env
