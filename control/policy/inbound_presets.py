@@ -38,12 +38,22 @@ class Preset:
                 "deliveryId": self.delivery_id.expr if self.delivery_id else None}
 
 
+def doc_path(expr: str) -> CompiledPath:
+    """A JSONPath over {headers, query, data}; header names (`$.headers.X-GitHub-Event`) match
+    case-insensitively, since the request's names are lower-cased."""
+    path = compile_path(expr)
+    steps = path.steps
+    if len(steps) >= 2 and steps[0] == "headers" and isinstance(steps[1], str):
+        return CompiledPath(path.expr, ("headers", steps[1].lower(), *steps[2:]))
+    return path
+
+
 def _path(entry: dict[str, Any], key: str, where: str) -> CompiledPath | None:
     raw = entry.get(key)
     if raw is None:
         return None
     try:
-        return compile_path(str(raw))
+        return doc_path(str(raw))
     except ValueError as exc:
         raise ValueError(f"{where}.{key}: {exc}") from exc
 

@@ -184,25 +184,33 @@ class EventService:
         """Send the wake-ups still pending (the API worker is stopping)."""
         await self.signal.flush()
 
-    async def _targets(self, conn: asyncpg.Connection, who: Principal,
-                       ev: NewEvent) -> list[tuple[uuid.UUID | None, int, int]]:
+    async def _targets(self, conn: asyncpg.Connection, who: Principal, ev: NewEvent,
+                       endpoint_ids: list[uuid.UUID] | None) -> list[tuple[uuid.UUID | None, int, int]]:
         """(endpoint id, partition, max attempts) per delivery this event makes."""
         if ev.destination is not None:
             part = partition_for(target_key(None, ev.destination), self.partitions)
             return [(None, part, ev.max_attempts or DEFAULT_MAX_ATTEMPTS)]
-        rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type)
+        if endpoint_ids:
+            rows = await conn.fetch(q("endpoints_by_ids"), who.client_id, who.project_id, endpoint_ids)
+        else:
+            rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type)
         keep = await filters_hold([row["filter"] for row in rows], lambda: filter_document(ev))
         return [(row["id"], row["partition"], ev.max_attempts or row["max_retries"])
                 for row, ok in zip(rows, keep, strict=True) if ok]
 
     async def create(self, who: Principal, body: Any, key: str | None) -> dict[str, Any]:
-        ev = parse_event(body, idempotency_key(key), policy=self.policy)
+        return await self.ingest(who, parse_event(body, idempotency_key(key), policy=self.policy))
+
+    async def ingest(self, who: Principal, ev: NewEvent,
+                     endpoint_ids: list[uuid.UUID] | None = None) -> dict[str, Any]:
+        """Store a parsed event and its deliveries: to the type's subscribers, or to `endpoint_ids`
+        (the caller's endpoints; inbound webhooks name theirs). 409 when the key is taken."""
         event_id = time_ordered_ids(1)[0]
         async with self.pool.acquire() as conn:
             # Reads first (schema, subscribers; a direct event needs neither), then one statement
             # stores everything: a direct event is one round trip, with no BEGIN/COMMIT around it.
             await validate_event_payload(conn, who, ev.event_type, ev.payload_obj)
-            targets = await self._targets(conn, who, ev)
+            targets = await self._targets(conn, who, ev, endpoint_ids)
             status = "queued" if targets else "delivered"
             max_attempts = ev.max_attempts or (targets[0][2] if len(targets) == 1 else DEFAULT_MAX_ATTEMPTS)
             with quota_checked():
