@@ -16,6 +16,7 @@ from api.observability import install as install_observability
 from api.routes import openapi_document
 from api.routing import ROUTES
 from control.errors import ApiError, NotFound, Unavailable
+from control.services.alerting import AlertingService
 from control.services.gdpr import GdprService
 from control.services.keys import KeyAuthenticator
 from control.services.sessions import SessionAuthenticator
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Application:
         set_ctx(ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"]),
                            SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600)))
         ctx().service(GdprService).resume()   # finish erasures a stop or crash interrupted
+        ctx().service(AlertingService).start()   # the alert evaluator (one at a time cluster-wide)
 
     async def stop(application: Application) -> None:
         current = set_ctx(None)

@@ -2,10 +2,12 @@
 
 from api.handlers import (
     account,
+    alerting,
     analytics,
     api_keys,
     audit,
     auth,
+    connectors,
     deliveries,
     endpoint_security,
     endpoints,
@@ -23,10 +25,12 @@ from api.handlers import (
 
 __all__ = [
     "account",
+    "alerting",
     "analytics",
     "api_keys",
     "audit",
     "auth",
+    "connectors",
     "deliveries",
     "endpoint_security",
     "endpoints",
