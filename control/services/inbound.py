@@ -45,8 +45,11 @@ MASK = "********"
 LOOKUP_TTL_S = 1.0
 MAX_CACHED = 10_000
 MAX_KEPT_HEADERS = 64
-# Headers never kept on the event: hop-by-hop, Mittr's own, and credentials.
-DROPPED_HEADERS = RESERVED_HEADERS | {"authorization", "cookie", "x-api-key", "x-forwarded-for", "forwarded"}
+# Headers never kept on the event: hop-by-hop, Mittr's own, credentials, and those every delivery
+# sets itself (kept, they would go out twice under names differing only in case).
+DROPPED_HEADERS = RESERVED_HEADERS | {"authorization", "cookie", "x-api-key", "x-forwarded-for", "forwarded",
+                                      "user-agent", "x-mittr-attempt", "accept-encoding", "content-encoding",
+                                      "expect", "accept"}
 JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 TEXT_TYPES = ("text/", "application/xml", "application/x-www-form-urlencoded")
 
