@@ -69,7 +69,7 @@ def parse_condition(body: Any, name: str = "condition") -> Condition:
     if metric not in METRICS:
         raise BadRequest(f"{name}.metric: must be one of {', '.join(METRICS)}")
     operator = data.get("operator")
-    if operator not in OPERATORS:
+    if not isinstance(operator, str) or operator not in OPERATORS:
         raise BadRequest(f"{name}.operator: must be one of {', '.join(OPERATORS)}")
     value = data.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

@@ -23,6 +23,7 @@ def test_a_valid_condition_parses() -> None:
 
 @pytest.mark.parametrize(("change", "field"), [
     ({"metric": "cpu"}, "condition.metric"), ({"operator": "greater"}, "condition.operator"),
+    ({"operator": {}}, "condition.operator"), ({"metric": []}, "condition.metric"),
     ({"value": "high"}, "condition.value"), ({"value": True}, "condition.value"),
     ({"window": "5 minutes"}, "condition.window"), ({"window": "30s"}, "condition.window"),
     ({"window": "90s"}, "condition.window"), ({"window": "30d"}, "condition.window"),
