@@ -31,7 +31,7 @@ class Caller:
             content = Content(b"application/json", orjson.dumps(body))
         fn = getattr(self.client, method.lower())
         kwargs: dict[str, Any] = {"headers": h}
-        if method in ("POST", "PATCH", "PUT"):
+        if method in ("POST", "PATCH", "PUT") or (method == "DELETE" and content is not None):
             kwargs["content"] = content
         resp = await fn(path, **kwargs)
         text = await resp.read()
