@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from control.crypto import SecretBox
+from control.policy.destinations import opened
 from control.store.queries import q
 from engine.model import EndpointConfig
 
@@ -40,6 +41,9 @@ class EndpointCache:
         cfg.signing_secret = self.box.open(cfg.signing_secret)
         cfg.mtls_key = self.box.open_optional(cfg.mtls_key)
         cfg.sw_ed25519_private = self.box.open_optional(cfg.sw_ed25519_private)
+        stored = row["storage_config"] if cfg.delivery_mode == "storage" else \
+            row["broker_config"] if cfg.delivery_mode == "broker" else None
+        cfg.destination = opened(stored, self.box.open) if stored else None
         return cfg
 
     async def load(self, ids: Iterable[uuid.UUID]) -> list[EndpointConfig]:

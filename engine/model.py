@@ -43,6 +43,7 @@ class EndpointConfig:
     sw_ed25519_private: str | None
     transformation: str | None = None
     revision: datetime | None = None     # endpoints.updated_at when this config was read
+    destination: dict[str, Any] | None = None   # storage / broker config, credentials opened
 
     @classmethod
     def from_row(cls, row: Any, engine_settings: Mapping[str, Any]) -> EndpointConfig:

@@ -41,6 +41,7 @@ from control.signalling import (
 from control.store.db import create_pool, partitions_of
 from control.store.queries import q
 from engine.claimer import Claimer
+from engine.destinations import Destinations
 from engine.dispatch import Dispatcher, Finish, Target
 from engine.endpoint_cache import EndpointCache
 from engine.housekeeping import housekeeping
@@ -101,6 +102,7 @@ class Shard:
         self.endpoints: EndpointCache
         self.claimer: Claimer
         self.delivered = 0
+        self.destinations = Destinations(str(eng.get("storage_root") or ""))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -149,6 +151,7 @@ class Shard:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self.senders.close()
+        await self.destinations.close()
         self.requests.transforms.close()
         if code == 0 or self._stop_reason == WRITES_FAILING:
             await self.lease.release()
@@ -327,6 +330,11 @@ class Shard:
                 return
             if isinstance(built, SendResult):
                 self._finish_attempt(target, task, attempted_at, taken_ns, built)
+                return
+            if cfg is not None and cfg.delivery_mode != "push":     # a store or a broker
+                self.destinations.start(
+                    cfg, task.event_id, task.event_type, built.headers, built.body, attempted_at,
+                    lambda result: self._finish_attempt(target, task, attempted_at, taken_ns, result))
                 return
             ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
             self.senders.for_policy(built.policy).start(

@@ -14,6 +14,37 @@ from control.services.endpoints import EndpointService
 from control.services.principal import Principal
 from control.validate import limit_param
 
+_BATCHING: dict[str, Any] = {
+    "gzip": {"type": "boolean", "description": "write .ndjson.gz (default false)"},
+    "batchMaxRecords": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "default 500"},
+    "batchWindowMs": {"type": "integer", "minimum": 0, "maximum": 60000,
+                      "description": "how long a batch collects records (default 200)"},
+    "prefix": {"type": "string", "description": "key prefix: prefix/yyyy/mm/dd/hh/<batch-id>.ndjson[.gz]"}}
+STORAGE_CONFIG: dict[str, Any] = {"oneOf": [
+    {"type": "object", "required": ["type", "directory"], "additionalProperties": False,
+     "description": "Files under the server's engine.storage_root, fsynced before they count as delivered",
+     "properties": {"type": {"const": "filesystem"}, "directory": {"type": "string"}, **_BATCHING}},
+    {"type": "object", "required": ["type", "bucket", "accessKeyId", "secretAccessKey"], "additionalProperties": False,
+     "description": "Any S3-compatible store; secretAccessKey is sealed at rest and never shown (omit it in "
+                    "a PATCH to keep it)",
+     "properties": {"type": {"const": "s3"}, "bucket": {"type": "string"}, "region": {"type": "string"},
+                    "endpointUrl": {"type": "string"}, "accessKeyId": {"type": "string"},
+                    "secretAccessKey": {"type": "string", "writeOnly": True}, **_BATCHING}}]}
+_BROKER_URL: dict[str, Any] = {"type": "string", "description": "connection URL; sealed at rest, shown with its "
+                                                                "password masked (omit it in a PATCH to keep it)"}
+BROKER_CONFIG: dict[str, Any] = {"oneOf": [
+    {"type": "object", "required": ["type", "url", "routingKey"], "additionalProperties": False,
+     "description": "RabbitMQ (amqp://, amqps://): persistent messages, publisher confirms",
+     "properties": {"type": {"const": "rabbitmq"}, "url": _BROKER_URL, "exchange": {"type": "string"},
+                    "routingKey": {"type": "string"}}},
+    {"type": "object", "required": ["type", "url", "subject"], "additionalProperties": False,
+     "description": "NATS JetStream (nats://, tls://): a stream must capture the subject; counted on its ack",
+     "properties": {"type": {"const": "nats"}, "url": _BROKER_URL, "subject": {"type": "string"}}},
+    {"type": "object", "required": ["type", "url", "stream"], "additionalProperties": False,
+     "description": "Redis Streams (redis://, rediss://): XADD with an approximate MAXLEN",
+     "properties": {"type": {"const": "redis"}, "url": _BROKER_URL, "stream": {"type": "string"},
+                    "maxLen": {"type": "integer", "minimum": 1, "description": "default 100000"}}}]}
+
 ENDPOINT_BODY: dict[str, Any] = {"type": "object", "properties": {
     "url": {"type": "string"}, "eventTypes": {"type": "array", "items": {"type": "string"}},
     "description": {"type": "string"}, "filter": {"type": "array", "items": {"type": "object"}},
@@ -25,8 +56,10 @@ ENDPOINT_BODY: dict[str, Any] = {"type": "object", "properties": {
     "circuitResetMs": {"type": "integer"}, "customHeaders": {"type": "object"},
     "allowedCidrs": {"type": "array", "items": {"type": "string"}},
     "blockedCidrs": {"type": "array", "items": {"type": "string"}},
-    "deliveryMode": {"type": "string", "enum": ["push", "poll", "storage"]},
-    "storageConfig": {"type": "object"}, "signingSecret": {"type": "string"},
+    "deliveryMode": {"type": "string", "enum": ["push", "poll", "storage", "broker"],
+                     "description": "push: HTTP POST to url; poll: fetched by the consumer; storage: NDJSON "
+                                    "objects per storageConfig; broker: messages per brokerConfig"},
+    "storageConfig": STORAGE_CONFIG, "brokerConfig": BROKER_CONFIG, "signingSecret": {"type": "string"},
     "mtlsCert": {"type": "string"}, "mtlsKey": {"type": "string"}}}
 
 
@@ -35,7 +68,7 @@ def endpoints() -> EndpointService:
 
 
 @ROUTES.add("POST", "/api/v1/endpoints", "Create an endpoint", "endpoints", "endpoints:write", 201,
-            body={**ENDPOINT_BODY, "required": ["url", "eventTypes"]})
+            body={**ENDPOINT_BODY, "required": ["eventTypes"]})    # url too, unless storage or broker
 @authed()
 async def create_endpoint(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)

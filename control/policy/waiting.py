@@ -46,7 +46,7 @@ def waiting(task: PendingTask, now: datetime) -> tuple[str, datetime | None]:
         return "in_flight", None
     if ep is not None and ep.status == "paused":
         return "endpoint_paused", None
-    pushed = ep is None or ep.delivery_mode == "push"
+    pushed = ep is None or ep.delivery_mode != "poll"     # storage and broker endpoints are sent to as well
     if pushed and ep is not None and ep.circuit_threshold > 0 and ep.circuit_state in ("open", "half_open"):
         probe_at = task.next_attempt_at
         if ep.circuit_opened_at is not None:

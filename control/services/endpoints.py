@@ -12,6 +12,7 @@ import asyncpg
 from control.crypto import box_for
 from control.errors import BadRequest, NotFound
 from control.jsonfmt import iso
+from control.policy import destinations
 from control.policy.filters import FilterError, compile_filter
 from control.policy.jsonpath import compile_path
 from control.policy.partitioning import partition_for
@@ -39,7 +40,9 @@ from control.validate import (
     url_field,
 )
 
-DELIVERY_MODES = ("push", "poll", "storage")    # the guide's; storage destinations are not built yet
+DELIVERY_MODES = ("push", "poll", "storage", "broker")
+# Modes whose deliveries go to a storageConfig / brokerConfig destination rather than `url`.
+DESTINATION_CONFIG = {"storage": "storage_config", "broker": "broker_config"}
 DAY_MS = 86_400_000
 
 
@@ -80,8 +83,6 @@ def _mode(value: Any, name: str) -> str:
     text = str_field(value, name, max_len=16)
     if text not in DELIVERY_MODES:
         raise BadRequest(f"{name}: must be one of {', '.join(DELIVERY_MODES)}")
-    if text == "storage":   # accepted, it would sit queued forever: nothing delivers it yet
-        raise BadRequest(f"{name}: storage is not available yet; use push or poll")
     return text
 
 
@@ -104,6 +105,7 @@ class Field:
     check: Callable[[Any, str], Any]
     default: Callable[[], Any]
     shown: bool = True      # returned by GET (secrets are not)
+    present: Callable[[Any], Any] | None = None     # what GET shows of the stored value
 
 
 FIELDS: tuple[Field, ...] = (
@@ -128,12 +130,13 @@ FIELDS: tuple[Field, ...] = (
     Field("allowedCidrs", "allowed_cidrs", cidr_list, list),
     Field("blockedCidrs", "blocked_cidrs", cidr_list, list),
     Field("deliveryMode", "delivery_mode", _mode, lambda: "push"),
-    Field("storageConfig", "storage_config", _object_or_none, lambda: None),
+    Field("storageConfig", "storage_config", _object_or_none, lambda: None, present=destinations.shown),
     Field("signingSecret", "signing_secret",
           lambda v, n: str_field(v, n, max_len=256, allow_empty=False), generate_secret, shown=False),
     Field("mtlsCert", "mtls_cert", _optional_str(65536), lambda: None, shown=False),
     Field("mtlsKey", "mtls_key", _optional_str(65536), lambda: None, shown=False),
     Field("standardWebhooks", "standard_webhooks", bool_field, lambda: False),
+    Field("brokerConfig", "broker_config", _object_or_none, lambda: None, present=destinations.shown),
 )
 # Stored sealed (control/crypto.py); a value taken from the current row is already sealed.
 SEALED = ("signing_secret", "mtls_key")
@@ -161,7 +164,7 @@ def _parse(body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
         raise BadRequest(f"{unknown[0]}: unknown field")
     if current is None:
         for name in REQUIRED:
-            if data.get(name) is None:
+            if data.get(name) is None and not (name == "url" and data.get("deliveryMode") in DESTINATION_CONFIG):
                 raise BadRequest(f"{name}: required")
     values: dict[str, Any] = {}
     for field in FIELDS:
@@ -176,6 +179,10 @@ def _parse(body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
             values[field.column] = field.default()
     _check_whole(values)
     return values
+
+
+def _json_name(column: str) -> str:
+    return next(f.json for f in FIELDS if f.column == column)
 
 
 def _given(body: Any) -> set[str]:
@@ -195,7 +202,7 @@ def endpoint_json(row: asyncpg.Record | dict[str, Any], include_secret: bool = F
     out: dict[str, Any] = {"id": str(row["id"])}
     for field in FIELDS:
         if field.shown:
-            out[field.json] = row[field.column]
+            out[field.json] = field.present(row[field.column]) if field.present else row[field.column]
     out["hasMtls"] = bool(row["mtls_cert"])
     out["standardWebhooksPublicKey"] = row["sw_ed25519_public"]
     if include_secret:
@@ -219,9 +226,40 @@ class EndpointService:
         self.box = box_for(settings.security["encryption_key"] if settings else "")
         self.policy = AddressPolicy.from_engine(settings.engine if settings else None)
 
+    def _destination(self, values: dict[str, Any], given: set[str], current: dict[str, Any] | None) -> None:
+        """Check (and seal the credentials of) the storageConfig / brokerConfig the mode uses; the
+        other one is cleared. Such an endpoint's `url` shows where its deliveries go."""
+        mode = values["delivery_mode"]
+        for other_mode, column in DESTINATION_CONFIG.items():
+            if other_mode == mode:
+                continue
+            if column in given and values[column] is not None:
+                raise BadRequest(f"{_json_name(column)}: only used with deliveryMode {other_mode}")
+            values[column] = None
+        if mode not in DESTINATION_CONFIG:
+            return
+        column = DESTINATION_CONFIG[mode]
+        if values[column] is None:
+            raise BadRequest(f"{_json_name(column)}: required with deliveryMode {mode}")
+        if column not in given and current is not None and current["delivery_mode"] == mode:
+            values["url"] = current["url"]
+            return                                       # unchanged, already checked and sealed
+        before = current[column] if current is not None else None
+        try:
+            if mode == "storage":
+                root = str((self.settings.engine if self.settings else {}).get("storage_root") or "")
+                values[column] = destinations.parse_storage(values[column], self.box.seal, before,
+                                                            filesystem_allowed=bool(root))
+            else:
+                values[column] = destinations.parse_broker(values[column], self.box.seal, before)
+        except destinations.DestinationError as exc:
+            raise BadRequest(str(exc)) from exc
+        values["url"] = destinations.display_url(values[column])
+
     def _check_deliverable(self, values: dict[str, Any], given: set[str], creating: bool) -> None:
         """Refuse now what the shards could never deliver, rather than accept it and let events die."""
-        reachable_url(values["url"], "url", self.policy)
+        if values["delivery_mode"] not in DESTINATION_CONFIG:
+            reachable_url(values["url"], "url", self.policy)
         reachable_cidrs(values["allowed_cidrs"], "allowedCidrs", self.policy)
         if values["standard_webhooks"]:
             secret = values["signing_secret"]
@@ -233,8 +271,10 @@ class EndpointService:
                 raise BadRequest(f"signingSecret: {exc} (standardWebhooks signs with the decoded "
                                  "key; omit signingSecret to have one generated)") from exc
 
-    def _seal(self, values: dict[str, Any], given: set[str], creating: bool) -> dict[str, Any]:
+    def _seal(self, values: dict[str, Any], given: set[str], creating: bool,
+              current: dict[str, Any] | None = None) -> dict[str, Any]:
         """Check an mTLS pair given in this request, then seal the secrets this request set."""
+        self._destination(values, given, current)
         self._check_deliverable(values, given, creating)
         if creating or given & {"mtls_cert", "mtls_key"}:
             if values["mtls_cert"] and values["mtls_key"]:
@@ -286,7 +326,7 @@ class EndpointService:
         async def apply(conn: asyncpg.Connection, current: asyncpg.Record) -> asyncpg.Record | None:
             nonlocal secret
             values = _parse(body, dict(current))
-            sealed = self._seal(values, _given(body), creating=False)
+            sealed = self._seal(values, _given(body), creating=False, current=dict(current))
             secret = values["signing_secret"]
             return await conn.fetchrow(q("update_endpoint"), current["id"], who.client_id,
                                        *[sealed[c] for c in UPDATE_COLUMNS])

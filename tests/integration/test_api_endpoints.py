@@ -55,7 +55,7 @@ async def test_every_field_round_trips(app_client: Caller) -> None:
     ({"allowedCidrs": ["not-a-cidr"]}, "allowedCidrs[0]"),
     ({"customHeaders": {"X-Mittr-Signature": "forged"}}, "customHeaders.X-Mittr-Signature"),
     ({"customHeaders": {"Bad Header": "x"}}, "customHeaders"),
-    ({"deliveryMode": "storage", "storageConfig": {"bucket": "b"}}, "deliveryMode"),
+    ({"deliveryMode": "storage", "storageConfig": {"bucket": "b"}}, "storageConfig.type"),
     ({"deliveryMode": "carrier-pigeon"}, "deliveryMode"),
     ({"fifoPartitionKey": "data.customerId"}, "fifoPartitionKey"),
     ({"filter": [{"field": "$.a", "operator": "like", "value": 1}]}, "filter"),

@@ -4,9 +4,9 @@ INSERT INTO endpoints (
     fifo, fifo_partition_key, max_retries, retry_backoff_ms, retry_backoff_max, retry_backoff_mult,
     timeout_ms, rate_limit_per_sec, circuit_threshold, circuit_reset_ms, custom_headers,
     allowed_cidrs, blocked_cidrs, delivery_mode, storage_config, signing_secret, mtls_cert, mtls_key,
-    standard_webhooks, partition)
+    standard_webhooks, broker_config, partition)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-        $21, $22, $23, $24, $25, $26, $27, $28, $29)
+        $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
 RETURNING *;
 
 -- name: get_endpoint
@@ -37,7 +37,7 @@ UPDATE endpoints SET
     retry_backoff_mult = $13, timeout_ms = $14, rate_limit_per_sec = $15, circuit_threshold = $16,
     circuit_reset_ms = $17, custom_headers = $18, allowed_cidrs = $19, blocked_cidrs = $20,
     delivery_mode = $21, storage_config = $22, signing_secret = $23, mtls_cert = $24, mtls_key = $25,
-    standard_webhooks = $26, version = version + 1, updated_at = now()
+    standard_webhooks = $26, broker_config = $27, version = version + 1, updated_at = now()
 WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL
 RETURNING *;
 
@@ -73,5 +73,5 @@ SELECT id, client_id, url, status, deleted_at, version, timeout_ms, custom_heade
        max_retries, retry_backoff_ms, retry_backoff_max, retry_backoff_mult, rate_limit_per_sec,
        circuit_threshold, circuit_reset_ms, circuit_state, circuit_opened_at, fifo, fifo_partition_key,
        allowed_cidrs, blocked_cidrs, delivery_mode, mtls_cert, mtls_key, standard_webhooks,
-       sw_ed25519_private, transformation, updated_at
+       sw_ed25519_private, transformation, updated_at, storage_config, broker_config
 FROM endpoints WHERE id = ANY($1::uuid[]);

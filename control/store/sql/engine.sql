@@ -48,7 +48,7 @@ WITH lease AS (
       AND (t.endpoint_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM endpoints ep
             WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL
-              AND (ep.status = 'paused' OR ep.delivery_mode <> 'push' OR ep.fifo)))
+              AND (ep.status = 'paused' OR ep.delivery_mode = 'poll' OR ep.fifo)))
     ORDER BY t.priority, t.next_attempt_at
     LIMIT $6
     FOR UPDATE OF t SKIP LOCKED
@@ -70,7 +70,7 @@ WITH lease AS (
     SELECT t.id FROM endpoints ep
     JOIN tasks t ON t.endpoint_id = ep.id
     WHERE EXISTS (SELECT 1 FROM lease)
-      AND ep.fifo AND (ep.deleted_at IS NOT NULL OR (ep.status = 'active' AND ep.delivery_mode = 'push'))
+      AND ep.fifo AND (ep.deleted_at IS NOT NULL OR (ep.status = 'active' AND ep.delivery_mode <> 'poll'))
       AND ep.partition >= $3 AND ep.partition < $4
       AND ep.id <> ALL($6::uuid[])
       AND t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
@@ -95,7 +95,7 @@ WITH lease AS (
     SELECT picked.id
     FROM unnest($6::uuid[], $7::int[]) AS w(endpoint_id, room)
     JOIN endpoints ep ON ep.id = w.endpoint_id
-         AND (ep.deleted_at IS NOT NULL OR (ep.status = 'active' AND ep.delivery_mode = 'push' AND NOT ep.fifo))
+         AND (ep.deleted_at IS NOT NULL OR (ep.status = 'active' AND ep.delivery_mode <> 'poll' AND NOT ep.fifo))
     CROSS JOIN LATERAL (
         SELECT t.id FROM tasks t
         WHERE t.endpoint_id = w.endpoint_id AND t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
