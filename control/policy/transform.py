@@ -352,6 +352,8 @@ def _result(webhook: dict[str, object], out: Any) -> TransformResult:
     if problem is not None:
         return _failed(f"transformation failed: {problem}")
     url = out.get("url", webhook.get("url"))
+    if url is None and webhook.get("url") is None:    # nothing to route: an inbound request's shaping
+        return TransformResult(orjson.dumps(out["payload"]), headers, None, False, None)
     if not _is_http_url(url):
         return _failed(f"transformation failed: url {url!r} is not an http(s) URL")
     return TransformResult(orjson.dumps(out["payload"]), headers, str(url), False, None)

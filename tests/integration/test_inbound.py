@@ -190,3 +190,27 @@ async def test_form_bodies_and_a_flooded_path_does_not_block_another(app_client:
         assert status == 202, out
     finally:
         service.rate, service.burst = 100, 200
+
+
+async def test_the_transformation_shapes_the_stored_event_or_cancels_it(app_client: Caller, pool: Any) -> None:
+    code = """function handler(w) {
+        if (w.payload.amount > 100) { w.cancel = true; return w; }
+        w.payload = {invoice: w.payload.id, cents: w.payload.amount * 100, type: w.eventType};
+        w.headers["x-shaped"] = "yes";
+        return w;
+    }"""
+    await create(app_client, "github", "gh-shaped", transformation=code)
+    p = catalogue()["github"]
+    headers, _ = sign(p.mode, p.params, SECRETS["hmac"], BODY, url_of("gh-shaped"), int(time.time()))
+    headers.update({"x-github-event": "invoice", "X-GitHub-Delivery": "d-shaped"})
+    status, out = await post(app_client, "gh-shaped", BODY, headers)
+    assert status == 202 and not out.get("cancelled"), out
+    row = await pool.fetchrow("SELECT payload, headers FROM events WHERE id = $1", uuid.UUID(out["eventId"]))
+    assert orjson.loads(row["payload"]) == {"invoice": "evt_123", "cents": 700, "type": "invoice"}
+    assert row["headers"]["x-shaped"] == "yes"
+    big = orjson.dumps({"id": "evt_big", "amount": 500})
+    headers, _ = sign(p.mode, p.params, SECRETS["hmac"], big, url_of("gh-shaped"), int(time.time()))
+    headers.update({"x-github-event": "invoice", "X-GitHub-Delivery": "d-big"})
+    status, out = await post(app_client, "gh-shaped", big, headers)
+    assert status == 202 and out["cancelled"] and out["eventId"] is None, out
+    assert len(await events_of(pool, app_client.client_id)) == 1, "a cancelled request stores nothing"
