@@ -17,11 +17,14 @@ import asyncpg
 import orjson
 
 from control.jsonfmt import iso
+from control.services.alerting import history_json, rule_json
 from control.services.audit import audit_json
+from control.services.connectors import connector_json
 from control.services.endpoint_versions import version_json
 from control.services.endpoints import endpoint_json
 from control.services.event_types import event_type_json
 from control.services.events import attempt_json, event_summary_json
+from control.services.inbound import inbound_json
 from control.store.queries import q
 
 EXPORT_PAGE = 500
@@ -161,5 +164,9 @@ def export_sections(conn: asyncpg.Connection,
         ("eventTypes", paged("gdpr_event_types", event_type_json)),
         ("events", _events(conn, client_id)),
         ("attempts", paged("gdpr_attempts", attempt_json, ("attempted_at", "id"))),
+        ("inboundEndpoints", paged("gdpr_inbound_endpoints", inbound_json)),   # sourceConfig masked
+        ("connectors", paged("gdpr_connectors", lambda r: connector_json(r, {}))),   # secrets left out
+        ("alertRules", paged("gdpr_alert_rules", lambda r: rule_json(r, {}))),
+        ("alertHistory", paged("gdpr_alert_history", history_json)),
         ("auditLogs", paged("gdpr_audit_logs", audit_json)),
     ]

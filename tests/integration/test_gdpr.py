@@ -127,6 +127,15 @@ async def two(app_client: Caller, pool: Any, tmp_path: Path) -> tuple[Workspace,
 async def test_export_streams_everything_of_the_workspace_and_no_secret(
         app_client: Caller, pool: Any, two: tuple[Workspace, Workspace, uuid.UUID]) -> None:
     a, b, _ = two
+    inbound_secret, hook = "inbound-secret-only-for-gdpr-test", "https://hooks.slack.com/services/T0/B0/gdprsecrethook"
+    status, _, _ = await app_client.call("POST", "/api/v1/inbound-endpoints",
+                                         {"name": "gh", "pathSuffix": "gdpr-gh", "source": "github",
+                                          "sourceConfig": {"secret": inbound_secret}}, key=a.key)
+    assert status == 201
+    status, made, _ = await app_client.call("POST", "/api/v1/connectors",
+                                            {"name": "ops", "type": "slack", "config": {"webhookUrl": hook}},
+                                            key=a.key)
+    assert status == 201, made
     resp = await app_client.client.get(EXPORT, headers={"X-API-Key": a.key})
     raw = await resp.read()
     assert resp.status == 200, raw[:500]
@@ -152,7 +161,10 @@ async def test_export_streams_everything_of_the_workspace_and_no_secret(
     assert len(doc["attempts"]) == 4 and doc["attempts"][0]["responseBody"] == "ok from alpha"
     assert {(r["resource"], r["action"]) for r in doc["auditLogs"]} >= {
         ("endpoint", "create"), ("endpoint", "set_mtls"), ("event_type", "create"), ("workspace", "export")}
+    assert [i["pathSuffix"] for i in doc["inboundEndpoints"]] == ["gdpr-gh"]
+    assert [c["name"] for c in doc["connectors"]] == ["ops"] and "alertRules" in doc and "alertHistory" in doc
     text = raw.decode()
+    assert inbound_secret not in text and hook not in text
     for secret in a.secrets:
         assert secret not in text
     assert "PRIVATE KEY" not in text and "whsec_" not in text and "argon2" not in text

@@ -199,3 +199,27 @@ WHERE client_id = $1;
 SELECT client_id, finished_at, now() - finished_at AS finished_ago
 FROM gdpr_erasures WHERE swept_at IS NULL
 ORDER BY requested_at;
+
+-- name: gdpr_inbound_endpoints
+SELECT * FROM inbound_endpoints
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4;
+
+-- name: gdpr_connectors
+SELECT * FROM connectors
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4;
+
+-- name: gdpr_alert_rules
+SELECT * FROM alert_rules
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4;
+
+-- name: gdpr_alert_history
+SELECT * FROM alert_history
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4;
