@@ -150,6 +150,7 @@ class ProjectService:
                                         scoped.project_id, BATCH)) == BATCH:
             pass
         await self.pool.execute(q("revoke_project_keys"), scoped.client_id, scoped.project_id)
+        await self.pool.execute(q("delete_project_inbound_endpoints"), scoped.client_id, scoped.project_id)
 
 
 async def _refuse_if_holding(db: asyncpg.Pool | asyncpg.Connection, client_id: uuid.UUID,

@@ -198,9 +198,15 @@ async def test_force_delete_ends_pending_deliveries_dead_and_keeps_delivered_his
     assert status == 200 and body["acknowledged"] == 1
     pending = await event_in(app_client, p)
     other_event = await event_in(app_client, other)
+    status, inbound, _ = await app_client.call("POST", "/api/v1/inbound-endpoints",
+                                               {"name": "hub", "pathSuffix": "proj-hub", "source": "docker-hub",
+                                                "sourceConfig": {}}, under(p))
+    assert status == 201, inbound
 
     status, _, _ = await app_client.call("DELETE", f"/api/v1/projects/{p['id']}?force=true")
     assert status == 204
+    status, _, _ = await app_client.call("GET", f"/api/v1/inbound-endpoints/{inbound['id']}")
+    assert status == 404, "its public inbound paths are gone too"
     for ep in eps:
         status, _, _ = await app_client.call("GET", f"/api/v1/endpoints/{ep}")
         assert status == 404

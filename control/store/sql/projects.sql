@@ -46,6 +46,10 @@ DELETE FROM event_types
 WHERE id IN (SELECT id FROM event_types WHERE client_id = $1 AND project_id = $2 LIMIT $3)
 RETURNING id;
 
+-- name: delete_project_inbound_endpoints
+-- Its public inbound paths stop answering (they would feed a project that no longer exists).
+DELETE FROM inbound_endpoints WHERE client_id = $1 AND project_id = $2;
+
 -- name: revoke_project_keys
 -- API keys bound to the project stop working (soft delete: the rows stay for the audit trail).
 UPDATE api_keys SET is_active = false, deleted_at = now()
