@@ -431,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dry-run", action="store_true", help="count what would be removed; change nothing")
     pr.set_defaults(func=cmd_prune)
 
-    from control import listen
+    from control import client_cli, listen
     listen.register(sub)
+    client_cli.register(sub)
 
     d = sub.add_parser("db", help="database helpers")
     dsub = d.add_subparsers(dest="db_command", required=True)

@@ -87,3 +87,34 @@ def test_event_line() -> None:
     assert line.startswith("09:03:04  order.created") and f"{EVENT_ID}  -> 204  12 ms  acked" in line
     line = event_line(at, event, 2, Outcome(None, 3, "ConnectError: refused"), False)
     assert "-> ERR ConnectError: refused" in line and "not acked" in line and "(attempt 2)" in line
+
+
+def test_tail_shows_each_attempt_once_oldest_first_and_forgets_old_ids() -> None:
+    from control.client_cli import Seen, unseen
+    from mittr_client import DeliveryAttempt
+
+    page = [DeliveryAttempt.from_json({"id": i}) for i in ("c", "b", "a")]    # newest first, as the API lists
+    seen = Seen(size=3)
+    new = unseen(page, seen.ids)
+    assert [a.id for a in new] == ["a", "b", "c"]
+    for a in new:
+        seen.add(a.id)
+    newer = [DeliveryAttempt.from_json({"id": "d"}), *page]
+    assert [a.id for a in unseen(newer, seen.ids)] == ["d"]
+    seen.add("d")
+    assert seen.ids == {"b", "c", "d"}
+
+
+def test_payload_from_inline_file_and_stdin(tmp_path: Path) -> None:
+    import io
+
+    from control.client_cli import payload_from
+
+    assert payload_from('{"a": 1}', io.StringIO()) == {"a": 1}
+    assert payload_from("-", io.StringIO('[1, 2]')) == [1, 2]
+    (tmp_path / "p.json").write_text('{"b": true}')
+    assert payload_from(f"@{tmp_path / 'p.json'}", io.StringIO()) == {"b": True}
+    with pytest.raises(SystemExit, match="not JSON"):
+        payload_from("{nope", io.StringIO())
+    with pytest.raises(SystemExit, match="--data"):
+        payload_from(f"@{tmp_path / 'missing.json'}", io.StringIO())
