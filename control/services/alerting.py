@@ -28,8 +28,10 @@ from control.errors import BadRequest, NotFound
 from control.jsonfmt import iso
 from control.policy import alert_payloads as ap
 from control.policy import alert_rules as ar
+from control.policy import delivery_notices as dn
 from control.services import audit
 from control.services.connectors import Channel, ConnectorService, SendError
+from control.services.notifications import DeliveryNotifier
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.services.rollups import Counts, percentile
@@ -110,6 +112,7 @@ class AlertingService:
         self.pool = pool
         self.settings = settings
         self.connectors = ConnectorService(pool, partitions, settings)
+        self.notifier = DeliveryNotifier(pool, self.connectors, settings)
         cfg = settings.section("alerting") if settings and "alerting" in settings.raw else {}
         self.enabled = bool(cfg.get("enabled", True))
         self.interval_s = max(0.05, float(cfg.get("interval_s", 15.0)))
@@ -275,7 +278,12 @@ class AlertingService:
                 continue
             outcome = await self._notify(judged)
             (fired if judged.history["status"] == "firing" else resolved).append(outcome)
-        return {"evaluated": len(due), "fired": fired, "resolved": resolved}
+        # Delivery notifications (breakers, dead events): the background tick already holds the
+        # evaluator's lock; an on-demand evaluate takes it for its own workspace.
+        notified = await self.notifier.round(None) if who is None else [
+            n for n in await self.notifier.locked_round(who.client_id)
+            if project is None or n["projectId"] == str(project)]
+        return {"evaluated": len(due), "fired": fired, "resolved": resolved, "notified": notified}
 
     async def _observe(self, conn: asyncpg.Connection, rule: Mapping[str, Any], now: datetime) -> float | None:
         if rule["metric"] == "queue_depth":
@@ -328,7 +336,7 @@ class AlertingService:
         error: str | None = None
         try:
             channel = await self._channel(who, rule)
-            event_id = await self.connectors.send(who, channel, notice_of(j), f"mittr-alert-{history['id']}")
+            event_id = await self.connectors.send(who, channel, notice_of(j), f"{dn.ALERT_KEY_PREFIX}{history['id']}")
         except (SendError, NotFound) as exc:
             error = str(exc) if isinstance(exc, SendError) else exc.message
         except Exception as exc:    # never lose an alert silently: the history says what went wrong

@@ -26,6 +26,7 @@ from control.crypto import box_for
 from control.errors import ApiError, BadRequest, Conflict, InvalidState, NotFound
 from control.jsonfmt import iso
 from control.policy import alert_payloads as ap
+from control.policy import delivery_notices as dn
 from control.policy.ssrf import AddressPolicy
 from control.services import audit
 from control.services.mail import Mailer, MailError
@@ -33,11 +34,11 @@ from control.services.owned import owned_page
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
-from control.validate import need_object, reachable_url, str_field, str_list
+from control.validate import need_object, reachable_url, str_field
 
 CONNECTOR_FIELDS = frozenset({"name", "type", "config", "template", "notify"})
-# Delivery notifications a connector may opt into (reserved; see README "Alerts").
-NOTIFY_KINDS: tuple[str, ...] = ("alerts",)
+# What a connector may opt into with `notify` (README "Alerts"; sent by services/notifications.py).
+NOTIFY_KINDS: tuple[str, ...] = dn.NOTIFY_KINDS
 SMTP_TIMEOUT_S = 15.0
 SMTP_TRIES = 2
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -64,12 +65,19 @@ def connector_json(row: asyncpg.Record | Mapping[str, Any], secrets: Mapping[str
             "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"])}
 
 
-def _notify(value: Any) -> list[str]:
-    items = str_list(value, "notify", max_items=len(NOTIFY_KINDS))
-    for i, item in enumerate(items):
-        if item not in NOTIFY_KINDS:
-            raise BadRequest(f"notify[{i}]: must be one of {', '.join(NOTIFY_KINDS)}")
-    return sorted(set(items))
+def _notify(value: Any, kind: str, settings: Mapping[str, Any]) -> list[str]:
+    kinds = dn.parse_notify(value)
+    if kind == "email" and dn.delivery_kinds(kinds) and not settings.get("to"):
+        raise BadRequest("config.to: required for delivery notifications (no rule names the recipients)")
+    return kinds
+
+
+async def _opted_in(conn: asyncpg.Connection, client_id: uuid.UUID, connector_id: uuid.UUID,
+                    before: list[str], after: list[str]) -> None:
+    """Kinds this connector newly takes start now, unless another connector already takes them."""
+    new = [k for k in dn.delivery_kinds(after) if k not in before]
+    if new:
+        await conn.execute(q("notify_mark_opt_in"), client_id, connector_id, new)
 
 
 class ConnectorService:
@@ -116,7 +124,7 @@ class ConnectorService:
         kind = ap.channel_type(data.get("type"), "type")
         settings = self._settings(kind, need_object(data.get("config", {}), "config"))
         template = ap.parse_template(data.get("template") or {})
-        notify = _notify(data.get("notify") or [])
+        notify = _notify(data.get("notify") or [], kind, settings)
         public, secrets = ap.split_secrets(settings)
         connector_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -124,6 +132,7 @@ class ConnectorService:
                                       kind, public, self.seal(secrets), template, notify)
             if row is None:
                 raise Conflict(f"a connector named {name!r} exists")
+            await _opted_in(conn, who.client_id, connector_id, [], notify)
             shown = connector_json(row, secrets)
             await audit.record(conn, who, "create", "connector", connector_id, after=shown)
         return shown
@@ -161,11 +170,13 @@ class ConnectorService:
             settings = self._settings(current["type"], merged)
             template = ap.parse_template(data["template"]) if data.get("template") is not None \
                 else dict(current["template"])
-            notify = _notify(data["notify"]) if data.get("notify") is not None else list(current["notify"])
+            notify = _notify(data["notify"] if data.get("notify") is not None else list(current["notify"]),
+                             current["type"], settings)
             public, new_secrets = ap.split_secrets(settings)
             row = await conn.fetchrow(q("update_connector"), current["id"], who.client_id, public,
                                       self.seal(new_secrets), template, notify)
             shown = connector_json(row, new_secrets)
+            await _opted_in(conn, who.client_id, current["id"], list(current["notify"]), notify)
             await audit.record(conn, who.with_project(current["project_id"]), "update", "connector",
                                current["id"], connector_json(current, secrets), shown)
         return shown
