@@ -3,7 +3,8 @@
 The shard composes the pieces that each do one job: its lease (engine/lease.py), the LISTEN
 connection (engine/listener.py), the endpoint settings cache (engine/endpoint_cache.py), fair claims
 (engine/claimer.py), the in-memory scheduler (engine/dispatch.py), request building
-(engine/request.py), the sender, the retry policy (engine/policy/retry.py) and the outcome writer.
+(engine/request.py), the destination kinds (engine/destinations: HTTP, stores, brokers), the retry
+policy (engine/policy/retry.py) and the outcome writer.
 What is left here is the dispatch loop that ties them together. Postgres stays the source of truth:
 whatever is only in memory can be rebuilt from it.
 """
@@ -41,7 +42,7 @@ from control.signalling import (
 from control.store.db import create_pool, partitions_of
 from control.store.queries import q
 from engine.claimer import Claimer
-from engine.destinations import Destinations
+from engine.destinations import Kinds
 from engine.dispatch import Dispatcher, Finish, Target
 from engine.endpoint_cache import EndpointCache
 from engine.housekeeping import housekeeping
@@ -98,11 +99,10 @@ class Shard:
         self.pool: asyncpg.Pool
         self.lease: Lease
         self.writer: OutcomeWriter
-        self.senders: Senders
+        self.kinds: Kinds
         self.endpoints: EndpointCache
         self.claimer: Claimer
         self.delivered = 0
-        self.destinations = Destinations(str(eng.get("storage_root") or ""))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -117,7 +117,8 @@ class Shard:
         if not await self.lease.acquire(lambda: self.stopping):
             await self.pool.close()
             return 0
-        self.senders = Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"]))
+        self.kinds = Kinds(Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"])),
+                           str(eng.get("storage_root") or ""))
         self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
                                     int(eng["writer_interval_ms"]), on_flushed=self._flushed,
                                     on_stuck=lambda: self._give_up(WRITES_FAILING), on_dropped=self._dropped,
@@ -150,8 +151,7 @@ class Shard:
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        await self.senders.close()
-        await self.destinations.close()
+        await self.kinds.close()
         self.requests.transforms.close()
         if code == 0 or self._stop_reason == WRITES_FAILING:
             await self.lease.release()
@@ -331,14 +331,8 @@ class Shard:
             if isinstance(built, SendResult):
                 self._finish_attempt(target, task, attempted_at, taken_ns, built)
                 return
-            if cfg is not None and cfg.delivery_mode != "push":     # a store or a broker
-                self.destinations.start(
-                    cfg, task.event_id, task.event_type, built.headers, built.body, attempted_at,
-                    lambda result: self._finish_attempt(target, task, attempted_at, taken_ns, result))
-                return
-            ssl_ctx = self.senders.client_tls(cfg) if cfg is not None and cfg.mtls_cert else None
-            self.senders.for_policy(built.policy).start(
-                built.url, built.body, built.headers, built.timeout_ms, built.policy, ssl_ctx,
+            self.kinds.of(cfg).start(     # HTTP push, a store or a broker (engine/destinations)
+                cfg, task, built, attempted_at,
                 lambda result: self._finish_attempt(target, task, attempted_at, taken_ns, result))
         except Exception as exc:
             log.warning("delivery could not be prepared", extra={"task": str(task.id), "error": type(exc).__name__})

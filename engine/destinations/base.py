@@ -1,9 +1,10 @@
-"""The interface every non-HTTP destination implements, and how its errors become attempt outcomes.
+"""The interfaces destinations implement, and how a store's or broker's errors become outcomes.
 
-A destination opens a connection (or checks a directory), sends a batch of messages and says, per
-message, either the broker's or the store's id for it or the error; it is closed after any failure
-and opened again for the next batch. HTTP is the shard's own fast path (engine/sender.py), which
-keeps its protocol-level client: these kinds are built on the same SendResult and categories.
+`Kind` is what the shard sees: one per delivery mode (HTTP push, and the batched stores and
+brokers), each starting an attempt and reporting its SendResult through a callback. `Destination`
+is one store or broker inside the batched kind: it opens a connection (or checks a directory),
+sends a batch of messages and says, per message, either the broker's or the store's id for it or
+the error; it is closed after any failure and opened again for the next batch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gzip
 import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,9 +23,23 @@ from urllib.parse import urlsplit
 import orjson
 
 from control.policy.ssrf import AddressPolicy
+from engine.model import EndpointConfig, Task
+from engine.request import Request
 from engine.sender import AddressRefused, SendResult, category_for_status, screened
 
 Sent = str | BaseException      # per message: its id at the destination, or why it failed
+Done = Callable[[SendResult], None]
+
+
+class Kind(Protocol):
+    """One way attempts leave the engine. `start` runs in the shard's loop right after the request
+    is built and must not block; it reports the attempt's outcome through `on_done` exactly once
+    (failures of the destination included: raising is for the shard's own bugs)."""
+
+    def start(self, cfg: EndpointConfig | None, task: Task, request: Request, attempted_at: datetime,
+              on_done: Done) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
