@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+# `control/config` links to the repository's top-level config/ directory, so the same path works from
+# a checkout and from an installed wheel (which carries the files as the control package's data).
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config" / "default.toml"
 CONFIG_ENV = "MITTR_CONFIG"
 
 
