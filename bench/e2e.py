@@ -166,6 +166,7 @@ class Stack:
         log = open(self.logdir / f"{name}.log", "wb")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE if ready else log, stderr=log, env=self.env,
                                 start_new_session=True)
+        log.close()                  # the child has its own copy
         self.procs[name] = proc
         if ready:
             assert proc.stdout is not None
@@ -176,6 +177,8 @@ class Stack:
 
     def stop(self, name: str, timeout: float = 30) -> None:
         proc = self.procs.pop(name, None)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()      # the readiness pipe
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
