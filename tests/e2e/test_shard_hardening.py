@@ -166,15 +166,16 @@ async def test_replay_or_edit_during_an_in_flight_retry_wins(api: Api, server: M
 
 
 async def test_delivering_means_an_attempt_is_on_the_wire(api: Api, server: MittrServer, sink: Sink) -> None:
-    sink.script("/slow", lambda n: (200, {}, 3.0))
+    sink.script("/slow", lambda n: (200, {}, 8.0))
     await endpoint(api, sink.url + "/slow", ["honest.slow"])
     await endpoint(api, sink.url + "/paced", ["honest.paced"], rateLimitPerSec=1)
     slow = await send(api, "honest.slow", {"n": 1})
     paced = [await send(api, "honest.paced", {"n": i}) for i in range(4)]
-    await sink.wait_for("/slow", 1)
-    await asyncio.sleep(1.8)
-    _, on_wire = await api.call("GET", f"/api/v1/events/{slow['id']}")
-    assert on_wire["status"] == "delivering", on_wire
+    [received] = await sink.wait_for("/slow", 1)
     _, waiting = await api.call("GET", f"/api/v1/events/{paced[-1]['id']}")
     assert waiting["status"] == "queued", "held by the rate limit, not on the wire"
-    await api.wait_event(slow["id"], {"delivered"}, timeout=10)
+    # Marked within about two seconds of going out (a once-a-second sweep of attempts older than a
+    # second); the receiver answers only after eight.
+    on_wire = await api.wait_event(slow["id"], {"delivering"}, timeout=6)
+    assert time.time() - received.at < 8.0, on_wire
+    await api.wait_event(slow["id"], {"delivered"}, timeout=15)
