@@ -12,27 +12,47 @@ from api.routes import list_of, nullable
 from api.routing import PAGE, ROUTES, authed, route_id
 from control.policy.waiting import PENDING_STATUSES, REASONS
 from control.services.batch import MAX_BATCH, BatchService
-from control.services.events import EVENT_STATUSES, MAX_ATTEMPTS_CAP, EventService
+from control.services.events import EVENT_STATUSES, MAX_ATTEMPTS_CAP, MAX_DELAY_SECONDS, EventService
 from control.services.lifecycle import RETRY_LIMIT_MAX, LifecycleService
 from control.services.principal import Principal
-from control.validate import limit_param
+from control.validate import RESERVED_HEADERS, limit_param
 
-HEADERS_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
-EVENT_BODY: dict[str, Any] = {"type": "object", "required": ["payload"], "properties": {
-    "destination": {"type": "string"}, "eventType": {"type": "string"}, "payload": {"type": "object"},
-    "headers": HEADERS_SCHEMA,
-    "maxAttempts": {"type": "integer", "minimum": 1}, "priority": {"type": "integer", "minimum": 1, "maximum": 10},
-    "delaySeconds": {"type": "integer", "minimum": 0}}}
+# What control/validate.py enforces (headers_field, url_field, reachable_url), stated for clients.
+HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object", "maxProperties": 50,
+    "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$", "not": {"enum": sorted(RESERVED_HEADERS)}},
+    "additionalProperties": {"type": "string", "maxLength": 8192, "pattern": "^[^\\r\\n]*$"},
+    "description": "extra request headers; names Mittr sets itself (in any case) are refused",
+    "example": {"X-Tenant": "acme"}}
+URL_SCHEMA: dict[str, Any] = {
+    "type": "string", "maxLength": 2048,
+    "pattern": "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z0-9-]+)*(:[1-9][0-9]{0,4})?(/\\S*)?$",
+    "description": "an http(s) URL without credentials; literal internal addresses and localhost are "
+                   "refused (engine.allow_private_networks), names are checked when delivering",
+    "example": "https://api.customer.com/webhooks"}
+_EVENT_COMMON: dict[str, Any] = {
+    "payload": {"type": "object", "example": {"orderId": "ord_123", "amount": 99.99}}, "headers": HEADERS_SCHEMA,
+    "maxAttempts": {"type": "integer", "minimum": 1,
+                    "description": f"values above {MAX_ATTEMPTS_CAP} are clamped to {MAX_ATTEMPTS_CAP}"},
+    "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
+    "delaySeconds": {"type": "integer", "minimum": 0, "maximum": MAX_DELAY_SECONDS, "default": 0}}
+EVENT_BODY: dict[str, Any] = {"oneOf": [
+    {"title": "DirectEvent", "type": "object", "required": ["destination", "payload"],
+     "additionalProperties": False, "properties": {"destination": URL_SCHEMA, **_EVENT_COMMON}},
+    {"title": "TypedEvent", "type": "object", "required": ["eventType", "payload"], "additionalProperties": False,
+     "properties": {"eventType": {"type": "string", "minLength": 1, "maxLength": 256, "example": "order.created"},
+                    **_EVENT_COMMON}}],
+    "description": "either destination (direct delivery) or eventType (fan-out to subscribed endpoints)"}
 BATCH_BODY: dict[str, Any] = {
     "type": "object", "required": ["events"], "additionalProperties": False,
     "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
         "type": "object", "required": ["idempotencyKey", "destination", "payload"], "additionalProperties": False,
         "properties": {"idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
-                       "destination": {"type": "string"}, "payload": {"type": "object"},
+                       "destination": URL_SCHEMA, "payload": {"type": "object"},
                        "headers": HEADERS_SCHEMA, "maxAttempts": {"type": "integer", "minimum": 1}}}}}}
 EDIT_BODY: dict[str, Any] = {
     "type": "object", "minProperties": 1, "additionalProperties": False,
-    "properties": {"destination": {"type": "string"}, "payload": {"type": "object"}, "headers": HEADERS_SCHEMA,
+    "properties": {"destination": URL_SCHEMA, "payload": {"type": "object"}, "headers": HEADERS_SCHEMA,
                    "replay": {"type": "boolean"}}}
 RETRY_BODY: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
