@@ -16,9 +16,11 @@ from api.observability import install as install_observability
 from api.routes import openapi_document
 from api.routing import ROUTES
 from control.errors import ApiError, NotFound, Unavailable
+from control.services.account import catalogue
 from control.services.alerting import AlertingService
 from control.services.gdpr import GdprService
 from control.services.keys import KeyAuthenticator
+from control.services.plan_limits import sync_catalogue
 from control.services.sessions import SessionAuthenticator
 from control.settings import Settings, load_settings
 from control.store.db import DATABASE_DOWN, create_pool, partitions_of
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Application:
         db = settings.database
         pool = await create_pool(settings.database_url, db["pool_min"], db["pool_max"])
         parts = await partitions_of(pool)
+        await sync_catalogue(pool, catalogue(settings))   # the plans' event quotas, as ingest reads them
         set_ctx(ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"]),
                            SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600)))
         ctx().service(GdprService).resume()   # finish erasures a stop or crash interrupted

@@ -11,6 +11,7 @@ from blacksheep import Request, Response
 from api.context import ctx
 from api.routes import PERMISSION_ATTR, Permission, RouteTable
 from control.errors import ApiError, RateLimited, Unavailable
+from control.services.plan_limits import PlanLimits
 from control.services.principal import Principal
 from control.services.ratelimit import ApiRateLimiter
 from control.store.db import DATABASE_DOWN
@@ -50,6 +51,7 @@ def authed(scope: str | None = None) -> Callable[[Authed], Callable[[Request], A
                     raise RateLimited(f"rate limit of {verdict.limit} requests per second exceeded",
                                       headers={"Retry-After": str(verdict.retry_after)})
                 who.require(required)
+                await c.service(PlanLimits).gate(who.client_id, required, request.method)
                 response = await fn(request, who)
             except ApiError as exc:
                 exc.headers = {**limits, **exc.headers}

@@ -21,6 +21,7 @@ from api.handlers import (
     stats,
     system,
     team,
+    usage,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "stats",
     "system",
     "team",
+    "usage",
 ]

@@ -22,6 +22,7 @@ from control.policy.transform import TransformError, check_transformation
 from control.services import audit
 from control.services.mtls import check_pair
 from control.services.owned import owned_page, owned_row
+from control.services.plan_limits import PlanLimits
 from control.services.principal import Principal
 from control.settings import Settings
 from control.signalling import notify_endpoint_changed, notify_work
@@ -225,6 +226,7 @@ class EndpointService:
         self.settings = settings
         self.box = box_for(settings.security["encryption_key"] if settings else "")
         self.policy = AddressPolicy.from_engine(settings.engine if settings else None)
+        self.limits = PlanLimits(pool, partitions, settings)
 
     def _destination(self, values: dict[str, Any], given: set[str], current: dict[str, Any] | None) -> None:
         """Check (and seal the credentials of) the storageConfig / brokerConfig the mode uses; the
@@ -290,6 +292,7 @@ class EndpointService:
         sealed = self._seal(values, _given(body), creating=True)
         endpoint_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
+            sealed = await self.limits.admit_endpoint(conn, who.client_id, sealed, _given(body), creating=True)
             row = await conn.fetchrow(
                 q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
                 *[sealed[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
@@ -327,6 +330,7 @@ class EndpointService:
             nonlocal secret
             values = _parse(body, dict(current))
             sealed = self._seal(values, _given(body), creating=False, current=dict(current))
+            sealed = await self.limits.admit_endpoint(conn, who.client_id, sealed, _given(body), creating=False)
             secret = values["signing_secret"]
             return await conn.fetchrow(q("update_endpoint"), current["id"], who.client_id,
                                        *[sealed[c] for c in UPDATE_COLUMNS])
