@@ -10,6 +10,7 @@ from blacksheep.server.routing import Router
 import api.handlers  # noqa: F401 - registers every route
 from api.context import ApiContext, ctx, set_ctx
 from api.docs_page import DOCS_HTML
+from api.handlers.billing import with_plan_ids
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
 from api.observability import install as install_observability
@@ -36,7 +37,7 @@ async def _not_found(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Application:
     settings = settings or load_settings()
     app = Application(router=Router())
-    openapi = openapi_document(ROUTES, VERSION)
+    openapi = with_plan_ids(openapi_document(ROUTES, VERSION), [p.id for p in catalogue(settings).plans])
 
     for r in ROUTES.routes:
         app.router.add(r.method, r.path, r.handler)

@@ -1,0 +1,315 @@
+"""Subscriptions and invoices: checkout, plan changes with proration, cancel/resume, undoing a
+scheduled change, and the period rollover. The state lives in Postgres (migration 022) whatever the
+provider (control/services/billing_providers.py); the arithmetic is control/policy/proration.py.
+
+Every mutation runs in one transaction under the subscription's row lock and writes its audit row
+there. Before any read or change, a subscription whose period has ended is rolled over (renewed on
+its plan or its scheduled one, with a renewal invoice; or ended when it was canceled): the same
+function serves the sweep (`rollover_due`), and a renewal invoice is unique per period, so running
+it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import asyncpg
+
+from control.errors import BadRequest, InvalidState
+from control.jsonfmt import iso
+from control.policy.plans import Catalogue, Plan, plan_json
+from control.policy.proration import CYCLES, Cycle, Proration, apply_credit, period_end, price, prorate
+from control.services import audit
+from control.services.account import catalogue
+from control.services.billing_providers import BillingProvider, provider_for
+from control.services.principal import Principal
+from control.settings import Settings
+from control.store.queries import q
+from control.validate import need_object
+
+CHECKOUT_FIELDS = frozenset({"planId", "cycle"})
+MAX_ROLLOVERS = 120            # periods caught up in one go (ten years of months)
+OVERVIEW_INVOICES = 10
+
+
+def parse_change(body: Any, plans: Catalogue) -> tuple[Plan, Cycle]:
+    data = need_object(body)
+    unknown = sorted(set(data) - CHECKOUT_FIELDS)
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field")
+    plan_id = data.get("planId")
+    if not isinstance(plan_id, str):
+        raise BadRequest("planId: required (a plan id from GET /api/v1/billing/plans)")
+    plan = plans.get(plan_id)
+    if plan is None:
+        raise BadRequest(f"planId: unknown plan {plan_id[:64]!r}")
+    cycle = data.get("cycle", "monthly")
+    if cycle is None:
+        cycle = "monthly"
+    if cycle not in CYCLES:
+        raise BadRequest("cycle: expected monthly or annual")
+    return plan, cast(Cycle, cycle)
+
+
+def subscription_json(row: asyncpg.Record | None, plans: Catalogue, current_plan: Plan) -> dict[str, Any]:
+    if row is None:
+        return {"status": "none", "provider": None, "planId": current_plan.id, "planName": current_plan.name,
+                "cycle": None, "currentPeriodStart": None, "currentPeriodEnd": None, "cancelAtPeriodEnd": False,
+                "scheduledChange": None, "creditCents": 0}
+    plan = plans.plan_for(row["plan_id"])
+    scheduled = None
+    if row["scheduled_plan_id"] is not None:
+        scheduled = {"planId": row["scheduled_plan_id"], "cycle": row["scheduled_cycle"],
+                     "effectiveAt": iso(row["current_period_end"])}
+    return {"status": row["status"], "provider": row["provider"], "planId": plan.id, "planName": plan.name,
+            "cycle": row["cycle"], "currentPeriodStart": iso(row["current_period_start"]),
+            "currentPeriodEnd": iso(row["current_period_end"]), "cancelAtPeriodEnd": row["cancel_at_period_end"],
+            "scheduledChange": scheduled, "creditCents": row["credit_cents"]}
+
+
+def invoice_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": str(row["id"]), "number": row["number"], "reason": row["reason"], "status": row["status"],
+            "provider": row["provider"], "planId": row["plan_id"], "cycle": row["cycle"],
+            "periodStart": iso(row["period_start"]), "periodEnd": iso(row["period_end"]),
+            "lines": row["lines"], "totalCents": row["total_cents"], "createdAt": iso(row["created_at"])}
+
+
+def proration_json(p: Proration, plan: Plan, cycle: Cycle) -> dict[str, Any]:
+    return {"planId": plan.id, "cycle": cycle, "effective": p.effective, "creditCents": p.credit_cents,
+            "chargeCents": p.charge_cents, "dueTodayCents": p.due_today_cents, "carriedCreditCents": p.carried_cents,
+            "periodStart": iso(p.period_start), "periodEnd": iso(p.period_end),
+            "nextRenewal": {"at": iso(p.period_start if p.effective == "renewal" else p.period_end),
+                            "amountCents": p.renewal_cents}}
+
+
+def _system(client_id: uuid.UUID) -> Principal:
+    """The rollover acts for nobody: the audit log shows it as the system."""
+    return Principal(client_id, None, frozenset(), None, label="billing rollover")
+
+
+class BillingService:
+    def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings,
+                 provider: BillingProvider | None = None) -> None:
+        self.pool = pool
+        self.plans = catalogue(settings)
+        self.provider = provider or provider_for(settings)
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    async def _current(self, conn: asyncpg.Connection, client_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
+        """The workspace's subscription, locked and rolled over to `now` (the caller's transaction)."""
+        row = await conn.fetchrow(q("subscription_lock"), client_id)
+        if row is not None and row["status"] == "active" and row["current_period_end"] <= now:
+            row = await self._roll(conn, row, now)
+        return row
+
+    async def _workspace_plan(self, conn: asyncpg.Connection, client_id: uuid.UUID) -> Plan:
+        found = await conn.fetchrow(q("client_plan"), client_id)
+        return self.plans.plan_for(found["plan_id"] if found else None)
+
+    async def subscription(self, who: Principal, now: datetime | None = None) -> dict[str, Any]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._current(conn, who.client_id, now or datetime.now(UTC))
+            return subscription_json(row, self.plans, await self._workspace_plan(conn, who.client_id))
+
+    async def invoices(self, who: Principal, limit: int, before: int | None) -> dict[str, Any]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._current(conn, who.client_id, datetime.now(UTC))
+            rows = await conn.fetch(q("invoice_list"), who.client_id, before, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"data": [invoice_json(r) for r in rows],
+                "pagination": {"hasMore": more, "cursor": str(rows[-1]["number"]) if more else None}}
+
+    def plan_list(self) -> dict[str, Any]:
+        return {"data": [plan_json(p) for p in self.plans.plans]}
+
+    async def overview(self, who: Principal) -> dict[str, Any]:
+        return {"subscription": await self.subscription(who),
+                "invoices": (await self.invoices(who, OVERVIEW_INVOICES, None))["data"],
+                "plans": self.plan_list()["data"]}
+
+    async def preview(self, who: Principal, body: Any, now: datetime | None = None) -> dict[str, Any]:
+        plan, cycle = parse_change(body, self.plans)
+        at = now or datetime.now(UTC)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = self._need_active(await self._current(conn, who.client_id, at))
+            return proration_json(self._prorate(row, plan, cycle, at), plan, cycle)
+
+    # -- changes ------------------------------------------------------------------------------------
+
+    def _need_active(self, row: asyncpg.Record | None) -> asyncpg.Record:
+        if row is None or row["status"] != "active":
+            raise InvalidState("no active subscription; start one with POST /api/v1/billing/checkout")
+        return row
+
+    def _prorate(self, row: asyncpg.Record, plan: Plan, cycle: Cycle, now: datetime) -> Proration:
+        if row["plan_id"] == plan.id and row["cycle"] == cycle:
+            raise InvalidState(f"the subscription is already on {plan.id} ({cycle})")
+        return prorate(self.plans.plan_for(row["plan_id"]), row["cycle"], row["current_period_start"],
+                       row["current_period_end"], row["credit_cents"], plan, cycle, now)
+
+    async def checkout(self, who: Principal, body: Any, origin: str, now: datetime | None = None) -> dict[str, Any]:
+        """Start a subscription (the provider may activate it at once, or return a URL to pay at), or
+        change the active one: an upgrade now with its proration invoice, anything else scheduled
+        for the renewal."""
+        plan, cycle = parse_change(body, self.plans)
+        at = now or datetime.now(UTC)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._current(conn, who.client_id, at)
+            if row is not None and row["status"] == "active":
+                return await self._change(conn, who, row, plan, cycle, at)
+            start = self.provider.checkout(who.client_id, plan, cycle, origin)
+            if not start.activate_now:
+                return {"status": "pending", "url": start.url, "subscription": subscription_json(
+                    row, self.plans, await self._workspace_plan(conn, who.client_id)), "invoice": None}
+            credit = row["credit_cents"] if row is not None else 0
+            total, credit = apply_credit(price(plan, cycle), credit)
+            end = period_end(at, cycle)
+            new = await conn.fetchrow(q("subscription_upsert"), who.client_id, self.provider.name, plan.id, cycle,
+                                      at, end, credit)
+            invoice = await self._invoice(conn, who.client_id, "checkout", plan, cycle, at, end,
+                                          self._lines(plan, cycle, total), total)
+            await conn.execute(q("set_client_plan"), who.client_id, plan.id)
+            out = subscription_json(new, self.plans, plan)
+            await audit.record(conn, who, "create", "subscription", who.client_id,
+                               before=subscription_json(row, self.plans, plan) if row else None,
+                               after={**out, "invoice": invoice_json(invoice) if invoice else None})
+        return {"status": "active", "url": None, "subscription": out,
+                "invoice": invoice_json(invoice) if invoice else None}
+
+    async def _change(self, conn: asyncpg.Connection, who: Principal, row: asyncpg.Record, plan: Plan,
+                      cycle: Cycle, at: datetime) -> dict[str, Any]:
+        p = self._prorate(row, plan, cycle, at)
+        before = subscription_json(row, self.plans, plan)
+        invoice = None
+        if p.effective == "now":
+            old = self.plans.plan_for(row["plan_id"])
+            new = await self._update(conn, row, plan_id=plan.id, cycle=cycle, start=p.period_start,
+                                     end=p.period_end, cancel=False, scheduled=None, credit=p.carried_cents)
+            lines = [{"description": f"Unused time on {old.name} ({row['cycle']})", "amountCents": -p.credit_cents},
+                     self._line(plan, cycle, p.charge_cents)]
+            invoice = await self._invoice(conn, who.client_id, "change", plan, cycle, p.period_start, p.period_end,
+                                          lines, p.due_today_cents)
+            await conn.execute(q("set_client_plan"), who.client_id, plan.id)
+            action = "update"
+        else:
+            new = await self._update(conn, row, scheduled=(plan.id, cycle))
+            action = "schedule"
+        out = subscription_json(new, self.plans, plan)
+        await audit.record(conn, who, action, "subscription", who.client_id, before=before,
+                           after={**out, "proration": proration_json(p, plan, cycle),
+                                  "invoice": invoice_json(invoice) if invoice else None})
+        return {"status": "active" if p.effective == "now" else "scheduled", "url": None, "subscription": out,
+                "proration": proration_json(p, plan, cycle), "invoice": invoice_json(invoice) if invoice else None}
+
+    async def _mutate(self, who: Principal, action: str, check: str, **changes: Any) -> dict[str, Any]:
+        """cancel / resume / unschedule: a flag change on the active subscription, refused (409) when
+        `check` says it would change nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = self._need_active(await self._current(conn, who.client_id, datetime.now(UTC)))
+            if check == "not_canceling" and row["cancel_at_period_end"]:
+                raise InvalidState("the subscription is already set to end at the end of the period")
+            if check == "canceling" and not row["cancel_at_period_end"]:
+                raise InvalidState("the subscription is not set to end; nothing to resume")
+            if check == "scheduled" and row["scheduled_plan_id"] is None:
+                raise InvalidState("no scheduled plan change to undo")
+            plan = self.plans.plan_for(row["plan_id"])
+            new = await self._update(conn, row, **changes)
+            out = subscription_json(new, self.plans, plan)
+            await audit.record(conn, who, action, "subscription", who.client_id,
+                               before=subscription_json(row, self.plans, plan), after=out)
+        return out
+
+    async def cancel(self, who: Principal) -> dict[str, Any]:
+        return await self._mutate(who, "cancel", "not_canceling", cancel=True)
+
+    async def resume(self, who: Principal) -> dict[str, Any]:
+        return await self._mutate(who, "resume", "canceling", cancel=False)
+
+    async def undo_scheduled_change(self, who: Principal) -> dict[str, Any]:
+        return await self._mutate(who, "unschedule", "scheduled", scheduled=None)
+
+    def portal(self, who: Principal, origin: str) -> dict[str, Any]:
+        return {"url": self.provider.portal_url(who.client_id, origin)}
+
+    # -- rollover -----------------------------------------------------------------------------------
+
+    async def _roll(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> asyncpg.Record:
+        """Every period of `row` that ended by `now`: renewed (scheduled change applied, renewal
+        invoice written, carried credit taken off) or, when canceled, ended on the default plan."""
+        who = _system(row["client_id"])
+        for _ in range(MAX_ROLLOVERS):
+            if row["status"] != "active" or row["current_period_end"] > now:
+                break
+            before = subscription_json(row, self.plans, self.plans.plan_for(row["plan_id"]))
+            if row["cancel_at_period_end"]:
+                row = await self._update(conn, row, status="canceled", cancel=False, scheduled=None)
+                await conn.execute(q("set_client_plan"), row["client_id"], self.plans.default.id)
+                await audit.record(conn, who, "expire", "subscription", row["client_id"], before=before,
+                                   after=subscription_json(row, self.plans, self.plans.default))
+                break
+            plan = self.plans.plan_for(row["scheduled_plan_id"] or row["plan_id"])
+            cycle = cast(Cycle, row["scheduled_cycle"] or row["cycle"])
+            start, end = row["current_period_end"], period_end(row["current_period_end"], cycle)
+            total, credit = apply_credit(price(plan, cycle), row["credit_cents"])
+            invoice = await self._invoice(conn, row["client_id"], "renewal", plan, cycle, start, end,
+                                          self._lines(plan, cycle, total), total)
+            row = await self._update(conn, row, plan_id=plan.id, cycle=cycle, start=start, end=end, scheduled=None,
+                                     credit=credit)
+            await conn.execute(q("set_client_plan"), row["client_id"], plan.id)
+            await audit.record(conn, who, "renew", "subscription", row["client_id"], before=before,
+                               after={**subscription_json(row, self.plans, plan),
+                                      "invoice": invoice_json(invoice) if invoice else None})
+        return row
+
+    async def rollover_due(self, now: datetime | None = None, batch: int = 100) -> int:
+        """Roll over every subscription whose period ended (a sweep; safe to run anywhere, any
+        number of times: each workspace is handled under its row lock). Returns how many."""
+        at = now or datetime.now(UTC)
+        done = 0
+        for client_id in [r["client_id"] for r in await self.pool.fetch(q("subscriptions_due"), at, batch)]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._current(conn, client_id, at)
+            done += 1
+        return done
+
+    # -- storage ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _line(plan: Plan, cycle: Cycle, amount: int) -> dict[str, Any]:
+        return {"description": f"{plan.name} ({cycle})", "amountCents": amount}
+
+    @classmethod
+    def _lines(cls, plan: Plan, cycle: Cycle, total: int) -> list[dict[str, Any]]:
+        """The plan's price, and the carried credit that brought it down to `total`."""
+        lines = [cls._line(plan, cycle, price(plan, cycle))]
+        if total != price(plan, cycle):
+            lines.append({"description": "Credit applied", "amountCents": total - price(plan, cycle)})
+        return lines
+
+    async def _invoice(self, conn: asyncpg.Connection, client_id: uuid.UUID, reason: str, plan: Plan,
+                       cycle: Cycle, start: datetime, end: datetime, lines: list[dict[str, Any]],
+                       total: int) -> asyncpg.Record | None:
+        status = self.provider.invoice_status if total > 0 else "paid"
+        return await conn.fetchrow(q("invoice_insert"), uuid.uuid4(), client_id, self.provider.name, reason, plan.id,
+                                   cycle, start, end, lines, total, status)
+
+    async def _update(self, conn: asyncpg.Connection, row: asyncpg.Record, *, plan_id: str | None = None,
+                      cycle: str | None = None, status: str | None = None, start: datetime | None = None,
+                      end: datetime | None = None, cancel: bool | None = None,
+                      scheduled: tuple[str, str] | bool | None = False, credit: int | None = None) -> asyncpg.Record:
+        """The row with the given columns changed (scheduled: False = unchanged, None = cleared)."""
+        sched_plan, sched_cycle = row["scheduled_plan_id"], row["scheduled_cycle"]
+        if scheduled is None:
+            sched_plan = sched_cycle = None
+        elif isinstance(scheduled, tuple):
+            sched_plan, sched_cycle = scheduled
+        new: asyncpg.Record = await conn.fetchrow(
+            q("subscription_update"), row["client_id"], plan_id or row["plan_id"], cycle or row["cycle"],
+            status or row["status"], start or row["current_period_start"], end or row["current_period_end"],
+            row["cancel_at_period_end"] if cancel is None else cancel, sched_plan, sched_cycle,
+            row["credit_cents"] if credit is None else credit)
+        return new
