@@ -164,4 +164,5 @@ def test_egress_addresses_are_normalised_and_checked() -> None:
 
 
 def test_default_plans_file_is_in_config() -> None:
-    assert DEFAULT_PLANS_FILE == Path(__file__).resolve().parents[2] / "config" / "plans.toml"
+    # control/config links to the top-level config/ (and is the control package's data in a wheel).
+    assert DEFAULT_PLANS_FILE.resolve() == Path(__file__).resolve().parents[2] / "config" / "plans.toml"
