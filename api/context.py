@@ -16,6 +16,7 @@ from control.services.keys import KeyAuthenticator
 from control.services.principal import Principal
 from control.services.sessions import COOKIE as SESSION_COOKIE
 from control.services.sessions import SessionAuthenticator
+from control.services.sub_accounts import SubAccountService
 from control.settings import Settings
 from control.store.queries import q
 
@@ -49,7 +50,7 @@ class ApiContext:
 
     async def principal(self, request: Request) -> Principal:
         """The caller behind `X-API-Key`, or else the `mittr_session` cookie (then a write must come
-        from our own origin: CSRF), scoped to `X-Project-ID` when given."""
+        from our own origin: CSRF), scoped to `X-Project-ID` and to `X-Sub-Account-ID` when given."""
         raw_key = header(request, b"x-api-key")
         if raw_key is not None:
             who = await self.auth.authenticate(raw_key)
@@ -60,7 +61,12 @@ class ApiContext:
             who = await self.sessions.authenticate(cookie)
             if request.method not in SAFE_METHODS:
                 check_origin(request, self.settings.section("auth")["public_url"])
-        return await self.in_project(who.with_ip(request.client_ip), header(request, b"x-project-id"))
+        who = await self.in_project(who.with_ip(request.client_ip), header(request, b"x-project-id"))
+        raw_sub_account = header(request, b"x-sub-account-id")
+        if raw_sub_account is None:
+            return who
+        return await self.service(SubAccountService).scope(who, raw_sub_account,
+                                                           writing=request.method not in SAFE_METHODS)
 
     async def in_project(self, who: Principal, raw_project: str | None) -> Principal:
         """`who` scoped to the project `raw_project` names (none given: as it is); a malformed id,

@@ -41,35 +41,42 @@ def authed(scope: str | None = None) -> Callable[[Authed], Callable[[Request], A
             required = permission.value
             if required is None:
                 raise RuntimeError(f"{fn.__name__}: @authed() handler used without a ROUTES.add declaration")
-            c = ctx()
-            who = await c.principal(request)
-            bucket = who.key_id or who.user_id or who.client_id
-            verdict = await c.service(ApiRateLimiter).take(bucket, who.rate_limit)
-            limits = verdict.headers() if verdict is not None else {}
-            try:
-                if verdict is not None and not verdict.allowed:
-                    raise RateLimited(f"rate limit of {verdict.limit} requests per second exceeded",
-                                      headers={"Retry-After": str(verdict.retry_after)})
-                who.require(required)
-                await c.service(PlanLimits).gate(who.client_id, required, request.method)
-                response = await fn(request, who)
-            except ApiError as exc:
-                exc.headers = {**limits, **exc.headers}
-                raise
-            except DATABASE_DOWN as exc:
-                log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
-                raise Unavailable(limits) from exc
-            except Exception as exc:
-                log.exception("unhandled error", extra={"path": request.path})
-                raise ApiError("internal server error", code="INTERNAL", status=500, headers=limits) from exc
-            for name, value in limits.items():
-                response.add_header(name.encode(), value.encode())
-            return response
+            who = await ctx().principal(request)
+            return await limited(request, who, fn, required)
         handler.__name__ = fn.__name__
         handler.__doc__ = fn.__doc__
         setattr(handler, PERMISSION_ATTR, permission)
         return handler
     return wrap
+
+
+async def limited(request: Request, who: Principal, fn: Authed, required: str | None) -> Response:
+    """Call `fn` for an authenticated caller: one request from its rate limit (bucket: the key,
+    person or session), the permission checked (None: the route admits `who` by itself), errors
+    in the API's shape, X-RateLimit-* headers on every answer."""
+    bucket = who.key_id or who.user_id or who.session_id or who.client_id
+    verdict = await ctx().service(ApiRateLimiter).take(bucket, who.rate_limit)
+    limits = verdict.headers() if verdict is not None else {}
+    try:
+        if verdict is not None and not verdict.allowed:
+            raise RateLimited(f"rate limit of {verdict.limit} requests per second exceeded",
+                              headers={"Retry-After": str(verdict.retry_after)})
+        if required is not None:
+            who.require(required)
+            await ctx().service(PlanLimits).gate(who.client_id, required, request.method)
+        response = await fn(request, who)
+    except ApiError as exc:
+        exc.headers = {**limits, **exc.headers}
+        raise
+    except DATABASE_DOWN as exc:
+        log.warning("database unavailable", extra={"path": request.path, "error": str(exc)})
+        raise Unavailable(limits) from exc
+    except Exception as exc:
+        log.exception("unhandled error", extra={"path": request.path})
+        raise ApiError("internal server error", code="INTERNAL", status=500, headers=limits) from exc
+    for name, value in limits.items():
+        response.add_header(name.encode(), value.encode())
+    return response
 
 
 def route_id(request: Request, name: str = "id") -> str:

@@ -119,7 +119,7 @@ class BatchService:
                 [ev.destination for ev in events], [ev.payload for ev in events],
                 [orjson.dumps(ev.headers).decode() for ev in events],
                 [ev.max_attempts or DEFAULT_MAX_ATTEMPTS for ev in events],
-                time_ordered_ids(n), parts)
+                time_ordered_ids(n), parts, who.sub_account_id)
             if len(rows) != n:
                 existing = await conn.fetch(q("existing_event_keys"), who.client_id, keys, ids)
                 taken = sorted(r["idempotency_key"] for r in existing)

@@ -213,6 +213,7 @@ def endpoint_json(row: asyncpg.Record | dict[str, Any], include_secret: bool = F
         "circuitState": row["circuit_state"],
         "version": row["version"],
         "projectId": str(row["project_id"]) if row["project_id"] else None,
+        "subAccountId": str(row["sub_account_id"]) if row["sub_account_id"] else None,
         "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
     })
@@ -294,27 +295,27 @@ class EndpointService:
         async with self.pool.acquire() as conn, conn.transaction():
             sealed = await self.limits.admit_endpoint(conn, who.client_id, sealed, _given(body), creating=True)
             row = await conn.fetchrow(
-                q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, None,
+                q("insert_endpoint"), endpoint_id, who.client_id, who.project_id, who.sub_account_id,
                 *[sealed[c] for c in UPDATE_COLUMNS], partition_for(str(endpoint_id), self.partitions))
             await audit.record(conn, who, "create", "endpoint", endpoint_id, after=endpoint_json(row))
         return endpoint_json({**dict(row), "signing_secret": values["signing_secret"]},
                              include_secret=_secret_generated(body, creating=True))
 
     async def _get_row(self, who: Principal, endpoint_id: str) -> asyncpg.Record:
-        return await owned_row(self.pool, "get_endpoint", endpoint_id, who, "endpoint")
+        return await owned_row(self.pool, "get_endpoint", endpoint_id, who, "endpoint", sub_account=True)
 
     async def get(self, who: Principal, endpoint_id: str) -> dict[str, Any]:
         return endpoint_json(await self._get_row(who, endpoint_id))
 
     async def list(self, who: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
-        return await owned_page(self.pool, "list_endpoints", who, limit, cursor, endpoint_json)
+        return await owned_page(self.pool, "list_endpoints", who, limit, cursor, endpoint_json, sub_account=True)
 
     async def change(self, who: Principal, endpoint_id: str, action: str, apply: Change,
                      shown: Callable[[asyncpg.Record], dict[str, Any] | None] = endpoint_json) -> asyncpg.Record:
         """Lock the caller's endpoint, apply one change and write its audit row (before and after as
         GET shows them), all in one transaction; then tell the shards. Returns the changed row."""
         async with self.pool.acquire() as conn, conn.transaction():
-            current = await owned_row(conn, "lock_endpoint", endpoint_id, who, "endpoint")
+            current = await owned_row(conn, "lock_endpoint", endpoint_id, who, "endpoint", sub_account=True)
             row = await apply(conn, current)
             if row is None:
                 raise NotFound("endpoint not found")

@@ -193,7 +193,8 @@ class EventService:
         if endpoint_ids:
             rows = await conn.fetch(q("endpoints_by_ids"), who.client_id, who.project_id, endpoint_ids)
         else:
-            rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type)
+            rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type,
+                                    who.sub_account_id)
         keep = await filters_hold([row["filter"] for row in rows], lambda: filter_document(ev))
         return [(row["id"], row["partition"], ev.max_attempts or row["max_retries"])
                 for row, ok in zip(rows, keep, strict=True) if ok]
@@ -218,7 +219,7 @@ class EventService:
                     q("insert_event"), event_id, who.client_id, who.project_id, ev.idempotency_key,
                     ev.event_type, ev.destination, ev.payload, ev.headers, max_attempts, ev.priority,
                     ev.delay_seconds, status, len(targets), time_ordered_ids(len(targets)),
-                    [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets])
+                    [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets], who.sub_account_id)
             if row is None:
                 existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key,
                                                who.project_id)
@@ -228,7 +229,7 @@ class EventService:
         return created_json(event_id, ev, max_attempts, status, row["created_at"])
 
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:
-        return await owned_row(self.pool, "get_event", event_id, who, "event")
+        return await owned_row(self.pool, "get_event", event_id, who, "event", sub_account=True)
 
     async def _history(self, who: Principal, row: asyncpg.Record) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The event's attempts so far and its deliveries still to make."""
@@ -258,7 +259,8 @@ class EventService:
     async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: must be one of {', '.join(EVENT_STATUSES)}")
-        return await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,))
+        return await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,),
+                                sub_account=True)
 
 
 __all__ = ["WORK_CHANNEL", "EventService", "parse_event"]

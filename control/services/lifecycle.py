@@ -153,7 +153,7 @@ class LifecycleService:
                             action: str) -> asyncpg.Record:
         eid = uuid_or_404(event_id, "event")
         await conn.execute(q("lock_event_tasks"), eid, who.client_id)
-        row = await conn.fetchrow(q("get_event"), eid, who.client_id, who.project_id)
+        row = await conn.fetchrow(q("get_event"), eid, who.client_id, who.project_id, who.sub_account_id)
         if row is None:
             raise NotFound("event not found")
         if row["status"] not in REPLAYABLE:
@@ -211,7 +211,7 @@ class LifecycleService:
 
     async def _audit(self, conn: asyncpg.Connection, who: Principal, action: str, before: asyncpg.Record,
                      with_payload: bool = False) -> None:
-        after = await conn.fetchrow(q("get_event"), before["id"], who.client_id, None)
+        after = await conn.fetchrow(q("get_event"), before["id"], who.client_id, None, None)
         await audit.record(conn, who.with_project(before["project_id"]), action, "event", before["id"],
                            audit_view(before, with_payload), audit_view(after, with_payload))
 

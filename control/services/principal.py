@@ -25,6 +25,7 @@ class Principal:
     session_id: uuid.UUID | None = None
     label: str = ""                   # e-mail or key prefix: how the audit log names the actor
     ip: str | None = None             # the caller's address, for the audit log
+    sub_account_id: uuid.UUID | None = None  # a portal session, or X-Sub-Account-ID: only that one's rows
 
     @property
     def actor_type(self) -> str:
@@ -54,3 +55,6 @@ class Principal:
 
     def with_ip(self, ip: str | None) -> Principal:
         return replace(self, ip=ip)
+
+    def with_sub_account(self, sub_account_id: uuid.UUID | None) -> Principal:
+        return replace(self, sub_account_id=sub_account_id)

@@ -14,6 +14,7 @@ import pytest
 from api.routing import ROUTES
 from control.services.keys import create_key
 from tests.integration.conftest import Caller
+from tests.integration.test_sub_accounts import portal_headers
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 DIRECT = {"destination": "https://api.example.com/webhooks", "payload": {"n": 1}}
@@ -71,9 +72,11 @@ async def test_every_body_route_enforces_the_size_limit(app_client: Caller, pool
     big = b'{"payload": "' + b"x" * 70_000 + b'"}'
     body_routes = [r for r in ROUTES.routes if r.body is not None]
     assert len(body_routes) >= 5
+    portal = await portal_headers(app_client)     # the /sub-account-api routes authenticate by session
     for r in body_routes:
         path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), r.path)
-        status, err, _ = await app_client.call(r.method, path, raw=big, headers=idem())
+        headers = {**idem(), **(portal if r.path.startswith("/sub-account-api/") else {})}
+        status, err, _ = await app_client.call(r.method, path, raw=big, headers=headers)
         assert status == 413 and err["code"] == "PAYLOAD_TOO_LARGE", (r.method, r.path, status, err)
     assert await pool.fetchval("SELECT count(*) FROM events") == 0
 

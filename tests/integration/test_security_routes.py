@@ -55,9 +55,14 @@ async def tenant_a(app_client: Caller, pool: Any) -> dict[str, str]:
         "INSERT INTO auth_tokens (token_hash, kind, client_id, email, role, expires_at) VALUES"
         " ($1, 'invite', $2, $3, 'viewer', now() + interval '1 day') RETURNING id",
         os.urandom(32), client_id, "invitee" + "@" + "a.example")
+    status, sub_account, _ = await app_client.call("POST", "/api/v1/sub-accounts", {"name": "s", "subID": "s1"})
+    assert status == 201, sub_account
+    status, portal, _ = await app_client.call("POST", f"/api/v1/sub-accounts/{sub_account['id']}/sessions", {})
+    assert status == 201, portal
     return {"endpoint": ep["id"], "event": ev["id"], "event_type": et["id"], "event_type_name": et["name"],
             "delivery": str(attempt_id), "project": project["id"],
-            "team_member": str(member["id"]), "invite": str(invite_id)}
+            "team_member": str(member["id"]), "invite": str(invite_id),
+            "sub_account": sub_account["id"], "portal_session": portal["session"]["id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -73,9 +78,12 @@ def fill(path: str, ids: dict[str, str]) -> str:
         key = "team_member"
     elif path.startswith("/api/v1/projects/"):
         key = "project"
+    elif path.startswith("/api/v1/sub-accounts/"):
+        key = "sub_account"
     else:
         key = "endpoint"
     filled = path.replace("{id}", ids[key]).replace("{n}", "1").replace("{name}", ids["event_type_name"])
+    filled = filled.replace("{sessionId}", ids.get("portal_session", ""))
     return filled + ("?v1=1&v2=1" if filled.endswith("/versions/diff") else "")
 
 
@@ -90,6 +98,8 @@ def valid_body(r: Route, tmp: Path) -> Any:
         return {"role": "viewer"}
     if r.path.startswith("/api/v1/projects/"):
         return {"name": "changed"}
+    if r.path.startswith("/api/v1/sub-accounts/"):
+        return {"ttlSeconds": 600} if r.path.endswith("/sessions") else {"name": "changed"}
     if r.path == "/api/v1/events/{id}":
         return {"payload": {"changed": True}}
     return {"description": "changed"}

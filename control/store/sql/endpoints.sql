@@ -12,7 +12,8 @@ RETURNING *;
 -- name: get_endpoint
 SELECT * FROM endpoints
 WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL
-  AND ($3::uuid IS NULL OR project_id = $3);
+  AND ($3::uuid IS NULL OR project_id = $3)
+  AND ($4::uuid IS NULL OR sub_account_id = $4);
 
 -- name: lock_endpoint
 -- The current row, locked until the change (and its audit row) commits: what the change reads is
@@ -20,12 +21,14 @@ WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL
 SELECT * FROM endpoints
 WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL
   AND ($3::uuid IS NULL OR project_id = $3)
+  AND ($4::uuid IS NULL OR sub_account_id = $4)
 FOR UPDATE;
 
 -- name: list_endpoints
 SELECT * FROM endpoints
 WHERE client_id = $1 AND deleted_at IS NULL
   AND ($2::uuid IS NULL OR project_id = $2)
+  AND ($6::uuid IS NULL OR sub_account_id = $6)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT $5;
@@ -59,10 +62,12 @@ RETURNING event_id;
 
 -- name: subscribed_endpoints
 -- Endpoints whose eventTypes patterns match the event type; `*` matches any run of characters.
+-- Fan-out stays inside the event's project and sub-account ($4): it never crosses either.
 SELECT id, partition, max_retries, filter
 FROM endpoints e
 WHERE e.client_id = $1 AND e.deleted_at IS NULL
   AND e.project_id IS NOT DISTINCT FROM $2
+  AND e.sub_account_id IS NOT DISTINCT FROM $4
   AND EXISTS (
       SELECT 1 FROM unnest(e.event_types) AS p
       WHERE $3 LIKE replace(replace(replace(replace(p, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%')

@@ -1,11 +1,11 @@
 -- name: insert_event
--- One event, its deliveries ($14..$17, one array element each) and its count against the monthly
+-- One event ($18: its sub-account or NULL), its deliveries ($14..$17, one array element each) and its count against the monthly
 -- quota, in one statement and so in one transaction: nothing when the idempotency key is taken (no
 -- row back), nothing either when the quota refuses it (mittr_count_usage raises MT402).
 WITH ev AS (
     INSERT INTO events (id, client_id, project_id, idempotency_key, event_type, destination, payload, headers,
-                        max_attempts, priority, delay_seconds, status, task_count)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                        max_attempts, priority, delay_seconds, status, task_count, sub_account_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $18)
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING id, created_at
 ), deliveries AS (
@@ -34,7 +34,8 @@ SELECT pg_notify('mittr_endpoint', $1);
 SELECT id, idempotency_key, event_type, destination, payload, headers, status, attempts, max_attempts,
        priority, delay_seconds, task_count, created_at, updated_at, delivered_at, project_id
 FROM events
-WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3);
+WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3)
+  AND ($4::uuid IS NULL OR sub_account_id = $4);
 
 -- name: list_events
 SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
@@ -43,6 +44,7 @@ FROM events
 WHERE client_id = $1
   AND ($2::uuid IS NULL OR project_id = $2)
   AND ($3::text IS NULL OR status = $3)
+  AND ($7::uuid IS NULL OR sub_account_id = $7)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT $6;
@@ -74,8 +76,9 @@ ORDER BY t.id;
 -- already exists are skipped; the caller compares the count, rolls back and names the keys.
 WITH ev AS (
     INSERT INTO events (id, client_id, project_id, idempotency_key, destination, payload, headers,
-                        max_attempts, priority, status, task_count)
-    SELECT u.id, $1, $2, u.key, u.destination, u.payload, u.headers::jsonb, u.max_attempts, $3, 'queued', 1
+                        max_attempts, priority, status, task_count, sub_account_id)
+    SELECT u.id, $1, $2, u.key, u.destination, u.payload, u.headers::jsonb, u.max_attempts, $3, 'queued', 1,
+           $12::uuid
     FROM unnest($4::uuid[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::int[])
          AS u(id, key, destination, payload, headers, max_attempts)
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
