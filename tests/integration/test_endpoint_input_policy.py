@@ -87,13 +87,15 @@ async def test_standard_webhooks_secret_must_decode_at_create_and_patch(app_clie
 
 # Item 10: storage destinations are not built; an endpoint in storage mode would never deliver.
 
-async def test_storage_mode_is_refused_until_it_exists(app_client: Caller) -> None:
+async def test_storage_mode_needs_a_storage_config_it_can_run(app_client: Caller) -> None:
+    """Never accept what cannot run: storage exists now (issue 16), and a config without a kind it
+    knows is refused at create and at PATCH."""
     status, err = await create(app_client, deliveryMode="storage", storageConfig={"bucket": "b"})
-    assert refused(status, err, "deliveryMode", "storage is not available yet; use push or poll"), err
+    assert refused(status, err, "storageConfig.type", "must be one of"), err
     status, ep = await create(app_client, deliveryMode="poll")
     assert status == 201, ep
     status, err = await patch(app_client, ep["id"], deliveryMode="storage", storageConfig={"bucket": "b"})
-    assert refused(status, err, "deliveryMode", "not available yet"), err
+    assert refused(status, err, "storageConfig.type", "must be one of"), err
 
 
 # Item 12: literal addresses the shards would refuse are refused when they are given.

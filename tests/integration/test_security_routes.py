@@ -21,6 +21,9 @@ from tests.integration.conftest import Caller
 from tests.support.certs import make_pki
 
 AUTHED = [r for r in ROUTES.routes if r.scope is not None]
+RULE = {"name": "r", "condition": {"metric": "failure_rate", "operator": "gt", "value": 0.1, "window": "5m"},
+        "action": {"type": "webhook", "webhookUrl": "https://hooks.example.com/alert"}}
+CONNECTOR = {"name": "ops", "type": "webhook", "config": {"webhookUrl": "https://hooks.example.com/c"}}
 WITH_ID = [r for r in AUTHED if "{" in r.path]
 WITH_BODY = [r for r in AUTHED if r.body is not None]
 
@@ -55,6 +58,14 @@ async def tenant_a(app_client: Caller, pool: Any) -> dict[str, str]:
         "INSERT INTO auth_tokens (token_hash, kind, client_id, email, role, expires_at) VALUES"
         " ($1, 'invite', $2, $3, 'viewer', now() + interval '1 day') RETURNING id",
         os.urandom(32), client_id, "invitee" + "@" + "a.example")
+    status, rule, _ = await app_client.call("POST", "/api/v1/alerting/rules", RULE)
+    assert status == 201, rule
+    status, connector, _ = await app_client.call("POST", "/api/v1/connectors", CONNECTOR)
+    assert status == 201, connector
+    status, inbound, _ = await app_client.call("POST", "/api/v1/inbound-endpoints",
+                                               {"name": "hub", "pathSuffix": "sec-hub", "source": "docker-hub",
+                                                "sourceConfig": {}})
+    assert status == 201, inbound
     status, sub_account, _ = await app_client.call("POST", "/api/v1/sub-accounts", {"name": "s", "subID": "s1"})
     assert status == 201, sub_account
     status, portal, _ = await app_client.call("POST", f"/api/v1/sub-accounts/{sub_account['id']}/sessions", {})
@@ -62,7 +73,8 @@ async def tenant_a(app_client: Caller, pool: Any) -> dict[str, str]:
     return {"endpoint": ep["id"], "event": ev["id"], "event_type": et["id"], "event_type_name": et["name"],
             "delivery": str(attempt_id), "project": project["id"],
             "team_member": str(member["id"]), "invite": str(invite_id),
-            "sub_account": sub_account["id"], "portal_session": portal["session"]["id"]}
+            "sub_account": sub_account["id"], "portal_session": portal["session"]["id"],
+            "alert_rule": rule["id"], "connector": connector["name"], "inbound": inbound["id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -80,9 +92,14 @@ def fill(path: str, ids: dict[str, str]) -> str:
         key = "project"
     elif path.startswith("/api/v1/sub-accounts/"):
         key = "sub_account"
+    elif path.startswith("/api/v1/alerting/rules/"):
+        key = "alert_rule"
+    elif path.startswith("/api/v1/inbound-endpoints/"):
+        key = "inbound"
     else:
         key = "endpoint"
-    filled = path.replace("{id}", ids[key]).replace("{n}", "1").replace("{name}", ids["event_type_name"])
+    name = ids["connector"] if path.startswith("/api/v1/connectors/") else ids["event_type_name"]
+    filled = path.replace("{id}", ids[key]).replace("{n}", "1").replace("{name}", name)
     filled = filled.replace("{sessionId}", ids.get("portal_session", ""))
     return filled + ("?v1=1&v2=1" if filled.endswith("/versions/diff") else "")
 
@@ -102,6 +119,10 @@ def valid_body(r: Route, tmp: Path) -> Any:
         return {"ttlSeconds": 600} if r.path.endswith("/sessions") else {"name": "changed"}
     if r.path == "/api/v1/events/{id}":
         return {"payload": {"changed": True}}
+    if r.path.startswith("/api/v1/alerting/rules/"):
+        return {**RULE, "description": "changed"}
+    if r.path.startswith("/api/v1/connectors/"):
+        return {"notify": ["alerts"]}
     return {"description": "changed"}
 
 

@@ -217,6 +217,6 @@ def test_secrets_are_checked_per_mode() -> None:
 
 
 def test_docs_are_generated_from_the_catalogue() -> None:
-    docs = Path(PRESETS_FILE).parent.parent / "docs" / "inbound-presets.md"
+    docs = Path(__file__).resolve().parents[2] / "docs" / "inbound-presets.md"
     assert docs.read_text() == markdown(PRESETS), \
         "docs/inbound-presets.md is stale: python -m control.policy.inbound_presets > docs/inbound-presets.md"
