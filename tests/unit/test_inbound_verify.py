@@ -18,7 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 from svix.webhooks import Webhook as SvixWebhook
 from twilio.request_validator import RequestValidator
 
-from control.policy.inbound_presets import PRESETS_FILE, catalogue, markdown, parse
+from control.policy.inbound_presets import catalogue, markdown, parse
 from control.policy.inbound_verify import MODES, InboundRequest, VerifyError, check_params, check_secrets, verify
 from tests.support.inbound_sign import SECRETS, secrets_for, sign
 
