@@ -19,6 +19,7 @@ from api.routing import ROUTES
 from control.errors import ApiError, NotFound, Unavailable
 from control.services.account import catalogue
 from control.services.alerting import AlertingService
+from control.services.billing import BillingService
 from control.services.gdpr import GdprService
 from control.services.keys import KeyAuthenticator
 from control.services.plan_limits import sync_catalogue
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Application:
                            SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600)))
         ctx().service(GdprService).resume()   # finish erasures a stop or crash interrupted
         ctx().service(AlertingService).start()   # the alert evaluator (one at a time cluster-wide)
+        ctx().service(BillingService).start()    # the period rollover (one at a time cluster-wide)
 
     async def stop(application: Application) -> None:
         current = set_ctx(None)

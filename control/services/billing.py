@@ -11,6 +11,9 @@ it twice changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -32,6 +35,9 @@ from control.validate import need_object
 CHECKOUT_FIELDS = frozenset({"planId", "cycle"})
 MAX_ROLLOVERS = 120            # periods caught up in one go (ten years of months)
 OVERVIEW_INVOICES = 10
+ROLLOVER_BATCH = 100
+
+log = logging.getLogger("mittr.billing")
 
 
 def parse_change(body: Any, plans: Catalogue) -> tuple[Plan, Cycle]:
@@ -95,6 +101,8 @@ class BillingService:
         self.pool = pool
         self.plans = catalogue(settings)
         self.provider = provider or provider_for(settings)
+        self.rollover_interval_s = float(settings.section("billing").get("rollover_interval_s", 60.0))
+        self._task: asyncio.Task[None] | None = None
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -275,6 +283,47 @@ class BillingService:
                 await self._current(conn, client_id, at)
             done += 1
         return done
+
+    # -- the background rollover job ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start this worker's rollover loop (every API worker runs one; the advisory lock in `tick`
+        lets one of them work at a time). An interval of 0 turns it off."""
+        if self.rollover_interval_s > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def tick(self, now: datetime | None = None) -> int | None:
+        """Roll over everything due unless another runner (any process or host) is at it: how many
+        subscriptions, or None when the lock was taken. Work in batches until none is left."""
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval(q("billing_rollover_try_lock")):
+                return None
+            try:
+                done = 0
+                while True:
+                    n = await self.rollover_due(now, ROLLOVER_BATCH)
+                    done += n
+                    if n < ROLLOVER_BATCH:
+                        return done
+            finally:
+                await conn.fetchval(q("billing_rollover_unlock"))
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("billing rollover failed")
+            await asyncio.sleep(self.rollover_interval_s)
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- storage ------------------------------------------------------------------------------------
 

@@ -75,3 +75,11 @@ ORDER BY number DESC LIMIT $3;
 -- Active subscriptions whose period has ended (the rollover's work), oldest first.
 SELECT client_id FROM subscriptions WHERE status = 'active' AND current_period_end <= $1
 ORDER BY current_period_end LIMIT $2;
+
+-- name: billing_rollover_try_lock
+-- One rollover runner at a time across every process and host (session lock: gone with the
+-- connection). The row locks make two runners safe anyway; the lock saves the duplicate work.
+SELECT pg_try_advisory_lock(hashtext('mittr_billing_rollover'));
+
+-- name: billing_rollover_unlock
+SELECT pg_advisory_unlock(hashtext('mittr_billing_rollover'));
