@@ -11,6 +11,7 @@ import api.handlers  # noqa: F401 - registers every route
 from api.context import ApiContext, ctx, set_ctx
 from api.docs_page import DOCS_HTML
 from api.handlers.billing import with_plan_ids
+from api.handlers.billing_pages import PAGES as BILLING_PAGES
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
 from api.observability import install as install_observability
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> Application:
 
     app.router.add("GET", "/openapi.json", openapi_json)
     app.router.add("GET", "/docs", docs)
+    for method, path, page in BILLING_PAGES:    # the local billing provider's pages (not API routes)
+        app.router.add(method, path, page)
     app.router.fallback = _not_found
     install_observability(app)   # request ids and logs, the stats WebSocket, /metrics
 

@@ -168,4 +168,4 @@ async def billing_undo_scheduled_change(request: Request, who: Principal) -> Res
                                                         "properties": {"url": _STR}}))
 @authed()
 async def billing_portal(request: Request, who: Principal) -> Response:
-    return json_response(billing().portal(who, origin(request)))
+    return json_response(await billing().portal(who, origin(request)))

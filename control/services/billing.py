@@ -20,13 +20,13 @@ from typing import Any, cast
 
 import asyncpg
 
-from control.errors import BadRequest, InvalidState
+from control.errors import BadRequest, InvalidState, NotFound
 from control.jsonfmt import iso
 from control.policy.plans import Catalogue, Plan, plan_json
 from control.policy.proration import CYCLES, Cycle, Proration, apply_credit, period_end, price, prorate
 from control.services import audit
 from control.services.account import catalogue
-from control.services.billing_providers import BillingProvider, provider_for
+from control.services.billing_providers import BillingProvider, LocalProvider, PageKind, PageLink, provider_for
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
@@ -90,9 +90,14 @@ def proration_json(p: Proration, plan: Plan, cycle: Cycle) -> dict[str, Any]:
                             "amountCents": p.renewal_cents}}
 
 
-def _system(client_id: uuid.UUID) -> Principal:
-    """The rollover acts for nobody: the audit log shows it as the system."""
-    return Principal(client_id, None, frozenset(), None, label="billing rollover")
+def _system(client_id: uuid.UUID, label: str = "billing rollover") -> Principal:
+    """The rollover (and a local billing page) acts for nobody: the audit log shows it as the system."""
+    return Principal(client_id, None, frozenset(), None, label=label)
+
+
+def page_state(row: asyncpg.Record | None) -> str:
+    """The subscription's state a local page link is made for: any change to the row changes it."""
+    return "none" if row is None else f"{row['status']}@{row['updated_at'].isoformat()}"
 
 
 class BillingService:
@@ -169,22 +174,27 @@ class BillingService:
             row = await self._current(conn, who.client_id, at)
             if row is not None and row["status"] == "active":
                 return await self._change(conn, who, row, plan, cycle, at)
-            start = self.provider.checkout(who.client_id, plan, cycle, origin)
+            start = self.provider.checkout(who.client_id, plan, cycle, origin, page_state(row))
             if not start.activate_now:
                 return {"status": "pending", "url": start.url, "subscription": subscription_json(
                     row, self.plans, await self._workspace_plan(conn, who.client_id)), "invoice": None}
-            credit = row["credit_cents"] if row is not None else 0
-            total, credit = apply_credit(price(plan, cycle), credit)
-            end = period_end(at, cycle)
-            new = await conn.fetchrow(q("subscription_upsert"), who.client_id, self.provider.name, plan.id, cycle,
-                                      at, end, credit)
-            invoice = await self._invoice(conn, who.client_id, "checkout", plan, cycle, at, end,
-                                          self._lines(plan, cycle, total), total)
-            await conn.execute(q("set_client_plan"), who.client_id, plan.id)
-            out = subscription_json(new, self.plans, plan)
-            await audit.record(conn, who, "create", "subscription", who.client_id,
-                               before=subscription_json(row, self.plans, plan) if row else None,
-                               after={**out, "invoice": invoice_json(invoice) if invoice else None})
+            return await self._activate(conn, who, row, plan, cycle, at)
+
+    async def _activate(self, conn: asyncpg.Connection, who: Principal, row: asyncpg.Record | None, plan: Plan,
+                        cycle: Cycle, at: datetime) -> dict[str, Any]:
+        """A new period on `plan` from `at`, with its checkout invoice (less any carried credit)."""
+        credit = row["credit_cents"] if row is not None else 0
+        total, credit = apply_credit(price(plan, cycle), credit)
+        end = period_end(at, cycle)
+        new = await conn.fetchrow(q("subscription_upsert"), who.client_id, self.provider.name, plan.id, cycle,
+                                  at, end, credit)
+        invoice = await self._invoice(conn, who.client_id, "checkout", plan, cycle, at, end,
+                                      self._lines(plan, cycle, total), total)
+        await conn.execute(q("set_client_plan"), who.client_id, plan.id)
+        out = subscription_json(new, self.plans, plan)
+        await audit.record(conn, who, "create", "subscription", who.client_id,
+                           before=subscription_json(row, self.plans, plan) if row else None,
+                           after={**out, "invoice": invoice_json(invoice) if invoice else None})
         return {"status": "active", "url": None, "subscription": out,
                 "invoice": invoice_json(invoice) if invoice else None}
 
@@ -213,11 +223,14 @@ class BillingService:
         return {"status": "active" if p.effective == "now" else "scheduled", "url": None, "subscription": out,
                 "proration": proration_json(p, plan, cycle), "invoice": invoice_json(invoice) if invoice else None}
 
-    async def _mutate(self, who: Principal, action: str, check: str, **changes: Any) -> dict[str, Any]:
+    async def _mutate(self, who: Principal, action: str, check: str, link: PageLink | None = None,
+                      **changes: Any) -> dict[str, Any]:
         """cancel / resume / unschedule: a flag change on the active subscription, refused (409) when
-        `check` says it would change nothing."""
+        `check` says it would change nothing (and 404 when made through a used or outdated `link`)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = self._need_active(await self._current(conn, who.client_id, datetime.now(UTC)))
+            at = datetime.now(UTC)
+            row = self._need_active(await (self._linked(conn, link, at) if link else
+                                           self._current(conn, who.client_id, at)))
             if check == "not_canceling" and row["cancel_at_period_end"]:
                 raise InvalidState("the subscription is already set to end at the end of the period")
             if check == "canceling" and not row["cancel_at_period_end"]:
@@ -240,8 +253,74 @@ class BillingService:
     async def undo_scheduled_change(self, who: Principal) -> dict[str, Any]:
         return await self._mutate(who, "unschedule", "scheduled", scheduled=None)
 
-    def portal(self, who: Principal, origin: str) -> dict[str, Any]:
-        return {"url": self.provider.portal_url(who.client_id, origin)}
+    async def portal(self, who: Principal, origin: str) -> dict[str, Any]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._current(conn, who.client_id, datetime.now(UTC))
+        return {"url": self.provider.portal_url(who.client_id, origin, page_state(row))}
+
+    # -- the local provider's pages -------------------------------------------------------------
+
+    def _link(self, kind: PageKind, token: str) -> PageLink:
+        link = self.provider.read(kind, token) if isinstance(self.provider, LocalProvider) else None
+        if link is None:
+            raise NotFound("this link is not valid or has expired")
+        return link
+
+    async def _linked(self, conn: asyncpg.Connection, link: PageLink, at: datetime) -> asyncpg.Record | None:
+        """The subscription a link was made for, locked; 404 once it has changed (the link was used)."""
+        row = await self._current(conn, link.client_id, at)
+        if page_state(row) != link.state:
+            raise NotFound("this link was used already or the subscription has changed since")
+        return row
+
+    def checkout_link(self, token: str) -> PageLink:
+        """A checkout link still good (404 otherwise), before anything is read."""
+        return self._link("checkout", token)
+
+    async def checkout_page(self, token: str) -> dict[str, Any]:
+        """What the local checkout page shows: the plan's name, cycle and price, nothing else."""
+        link = self._link("checkout", token)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._linked(conn, link, datetime.now(UTC))
+        plan = self.plans.get(link.plan_id or "")
+        if plan is None or link.cycle is None:
+            raise NotFound("this link names a plan that no longer exists")
+        return {"planName": plan.name, "cycle": link.cycle, "amountCents": price(plan, link.cycle)}
+
+    async def confirm_checkout(self, token: str, now: datetime | None = None) -> dict[str, Any]:
+        """The local checkout page's POST: the subscription starts (once per link)."""
+        link = self._link("checkout", token)
+        plan = self.plans.get(link.plan_id or "")
+        if plan is None or link.cycle is None:
+            raise NotFound("this link names a plan that no longer exists")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._linked(conn, link, now or datetime.now(UTC))
+            if row is not None and row["status"] == "active":
+                raise InvalidState("the workspace already has an active subscription")
+            return await self._activate(conn, _system(link.client_id, "local checkout page"), row, plan, link.cycle,
+                                        now or datetime.now(UTC))
+
+    async def portal_page(self, token: str) -> dict[str, Any]:
+        """What the local portal page shows (plan name, cycle, price, period end, what it can do)."""
+        link = self._link("portal", token)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._linked(conn, link, datetime.now(UTC))
+        if row is None or row["status"] != "active":
+            return {"active": False}
+        plan = self.plans.plan_for(row["plan_id"])
+        return {"active": True, "planName": plan.name, "cycle": row["cycle"],
+                "amountCents": price(plan, row["cycle"]), "periodEnd": iso(row["current_period_end"]),
+                "canceling": row["cancel_at_period_end"]}
+
+    async def portal_action(self, token: str, action: str) -> dict[str, Any]:
+        """The local portal page's POST: cancel at period end, or resume (once per link)."""
+        if action not in ("cancel", "resume"):
+            raise BadRequest("action: expected cancel or resume")
+        link = self._link("portal", token)
+        who = _system(link.client_id, "local billing portal")
+        if action == "cancel":
+            return await self._mutate(who, "cancel", "not_canceling", link, cancel=True)
+        return await self._mutate(who, "resume", "canceling", link, cancel=False)
 
     # -- rollover -----------------------------------------------------------------------------------
 

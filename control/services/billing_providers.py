@@ -2,21 +2,29 @@
 Postgres either way (control/services/billing.py); a provider only says how a checkout completes,
 which status the invoices it issues start in, and where its customer portal is.
 
-Built in: `manual` (no external service). Checkout activates at once, invoices are recorded as
-`open` (the operator collects payment outside Mittr), and the "portal" is Mittr's own billing
-overview. No other provider ships: a Stripe provider would need the stripe SDK and Stripe's API,
-neither of which can be exercised here, so none is pretended.
+Built in: `local` (no external service; `manual` is its former name and still accepted). Checkout
+and the portal are small pages this server renders (api/handlers/billing_pages.py) behind a
+single-use link: the token is sealed with the server's encryption key (AES-GCM, so it can be neither
+read nor forged), expires, and names the subscription's state when it was made, so once a POST on
+the page has changed the subscription (or anything else has) the link is dead. Invoices are recorded
+as `open` (the operator collects payment outside Mittr). No other provider ships.
 """
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
+from control.crypto import PREFIX, CryptoError, SecretBox, box_for
 from control.policy.plans import Plan
-from control.policy.proration import Cycle
+from control.policy.proration import CYCLES, Cycle
 from control.settings import Settings, SettingsError
+
+PageKind = Literal["checkout", "portal"]
+LINK_TTL_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,27 +33,71 @@ class CheckoutStart:
     url: str | None        # else: where to send the customer to pay (activation comes back later)
 
 
+@dataclass(frozen=True, slots=True)
+class PageLink:
+    """What a local page's token says: which workspace, the subscription state it was made for,
+    and for a checkout the plan and cycle."""
+    kind: PageKind
+    client_id: uuid.UUID
+    state: str
+    plan_id: str | None = None
+    cycle: Cycle | None = None
+
+
 class BillingProvider(Protocol):
     name: str
     invoice_status: str    # 'open' (to be collected) or 'paid' (the provider took the money)
 
-    def checkout(self, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str) -> CheckoutStart: ...
+    def checkout(self, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str, state: str) -> CheckoutStart: ...
 
-    def portal_url(self, client_id: uuid.UUID, origin: str) -> str: ...
+    def portal_url(self, client_id: uuid.UUID, origin: str, state: str) -> str: ...
 
 
-class ManualProvider:
-    name = "manual"
+class LocalProvider:
+    name = "local"
     invoice_status = "open"
 
-    def checkout(self, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str) -> CheckoutStart:
-        return CheckoutStart(activate_now=True, url=None)
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._box: SecretBox | None = None
 
-    def portal_url(self, client_id: uuid.UUID, origin: str) -> str:
-        return f"{origin}/api/v1/billing/overview"
+    def _sealer(self) -> SecretBox:
+        if self._box is None:      # resolved on first use (the key file may be made then)
+            self._box = box_for(str(self._settings.security["encryption_key"]))
+        return self._box
+
+    def link(self, kind: PageKind, client_id: uuid.UUID, state: str, plan: Plan | None = None,
+             cycle: Cycle | None = None, now: float | None = None) -> str:
+        body = {"k": kind, "c": str(client_id), "s": state, "p": plan.id if plan else None, "y": cycle,
+                "e": int((now or time.time()) + LINK_TTL_S)}
+        return self._sealer().seal(json.dumps(body, separators=(",", ":")))[len(PREFIX):]
+
+    def read(self, kind: PageKind, token: str, now: float | None = None) -> PageLink | None:
+        """The link behind `token`, or None if it is not one of ours, not this kind, or expired."""
+        if not 0 < len(token) <= 1024:
+            return None
+        try:
+            body = json.loads(self._sealer().open(PREFIX + token))
+            client_id = uuid.UUID(body["c"])
+        except (CryptoError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(body, dict) or body.get("k") != kind or not isinstance(body.get("e"), int) \
+                or body["e"] < (now or time.time()) or not isinstance(body.get("s"), str):
+            return None
+        cycle = body.get("y")
+        if kind == "checkout" and (not isinstance(body.get("p"), str) or cycle not in CYCLES):
+            return None
+        return PageLink(kind, client_id, body["s"], body.get("p"), cycle)
+
+    def checkout(self, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str, state: str) -> CheckoutStart:
+        token = self.link("checkout", client_id, state, plan, cycle)
+        return CheckoutStart(activate_now=False, url=f"{origin}/billing/local/checkout/{token}")
+
+    def portal_url(self, client_id: uuid.UUID, origin: str, state: str) -> str:
+        return f"{origin}/billing/local/portal/{self.link('portal', client_id, state)}"
 
 
-PROVIDERS: dict[str, type[ManualProvider]] = {"manual": ManualProvider}
+PROVIDERS: dict[str, type[LocalProvider]] = {"local": LocalProvider, "manual": LocalProvider}
 
 
 def provider_for(settings: Settings) -> BillingProvider:
@@ -54,4 +106,4 @@ def provider_for(settings: Settings) -> BillingProvider:
     made = PROVIDERS.get(name)
     if made is None:
         raise SettingsError(f"billing.provider: unknown provider {name!r} (known: {', '.join(PROVIDERS)})")
-    return made()
+    return made(settings)

@@ -1,14 +1,17 @@
-"""Billing with the built-in manual provider, through the API and a real database: the whole life
-cycle (checkout -> active -> preview -> change scheduled -> undo -> cancel -> resume -> rollover ->
-invoice), upgrades with proration invoices, idempotent rollovers, and an audit row per mutation."""
+"""Billing with the built-in local provider, through the API, its HTML pages and a real database: the
+whole life cycle (checkout -> confirm page -> active -> preview -> change scheduled -> undo -> cancel
+through the portal page -> resume -> rollover -> invoice), single-use page links, upgrades with
+proration invoices, idempotent rollovers, and an audit row per mutation."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+from blacksheep import Content
 
 from api.context import ctx
 from control.policy.proration import period_end
@@ -25,6 +28,25 @@ async def audit_actions(pool: asyncpg.Pool, client: uuid.UUID) -> list[str]:
     rows = await pool.fetch("SELECT action FROM audit_logs WHERE client_id = $1 AND resource = 'subscription'"
                             " ORDER BY id", client)
     return [r["action"] for r in rows]
+
+
+async def page(api: Caller, url: str, action: str | None = None) -> tuple[int, str]:
+    """GET (or, with an action, POST the form of) a local billing page; no API key: the link is all."""
+    path = urlsplit(url).path
+    if action is None:
+        resp = await api.client.get(path)
+    else:
+        resp = await api.client.post(path, content=Content(b"application/x-www-form-urlencoded",
+                                                            f"action={action}".encode()))
+    assert resp.headers.get_first(b"Content-Type").startswith(b"text/html")
+    return resp.status, (await resp.read()).decode()
+
+
+async def subscribe(service: BillingService, who: Principal, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Checkout on the local provider, then the confirmation its page would POST."""
+    out = await service.checkout(who, body, "http://x", now=now)
+    assert out["status"] == "pending", out
+    return await service.confirm_checkout(urlsplit(out["url"]).path.rsplit("/", 1)[1], now=now)
 
 
 async def end_period_now(pool: asyncpg.Pool, client: uuid.UUID) -> None:
@@ -45,9 +67,26 @@ async def test_the_whole_life_cycle(plans_app: Caller, pool: asyncpg.Pool) -> No
     status, err, _ = await api.call("POST", "/api/v1/billing/preview-update", {"planId": "scale"})
     assert status == 409, err
 
-    # checkout: active at once on the manual provider, first invoice for the full price
-    status, out, _ = await api.call("POST", "/api/v1/billing/checkout", {"planId": "growth"})
-    assert status == 200 and out["status"] == "active" and out["url"] is None, out
+    # checkout: pending, with a link to the local provider's page; confirming there activates it
+    status, pending, _ = await api.call("POST", "/api/v1/billing/checkout", {"planId": "growth"})
+    assert status == 200 and pending["status"] == "pending" and pending["subscription"]["status"] == "none", pending
+    assert pending["url"].startswith("http://") and "/billing/local/checkout/" in pending["url"]
+    status, html = await page(api, pending["url"])
+    assert status == 200 and "Growth (monthly): 49.00 per month" in html and 'value="confirm"' in html, html
+    assert (await api.call("GET", "/api/v1/billing/subscription"))[1]["status"] == "none", "a GET changes nothing"
+    status, html = await page(api, pending["url"], "cancel")
+    assert status == 200 and "Checkout canceled" in html
+    assert (await api.call("GET", "/api/v1/billing/subscription"))[1]["status"] == "none"
+    status, html = await page(api, pending["url"], "confirm")
+    assert status == 200 and "Subscribed" in html, html
+    for action in (None, "confirm"):     # single use
+        status, html = await page(api, pending["url"], action)
+        assert status == 404 and "used already" in html, html
+    assert (await page(api, pending["url"].replace("/checkout/", "/checkout/x")))[0] == 404
+    assert (await page(api, pending["url"].replace("/checkout/", "/portal/")))[0] == 404, "not a portal link"
+    status, sub, _ = await api.call("GET", "/api/v1/billing/subscription")
+    out = {"subscription": sub, "invoice": (await api.call("GET", "/api/v1/billing/invoices"))[1]["data"][0]}
+    assert sub["status"] == "active" and sub["provider"] == "local"
     assert out["subscription"]["planId"] == "growth" and out["subscription"]["cycle"] == "monthly"
     invoice = out["invoice"]
     assert (invoice["totalCents"], invoice["status"], invoice["reason"]) == (4900, "open", "checkout")
@@ -74,9 +113,17 @@ async def test_the_whole_life_cycle(plans_app: Caller, pool: asyncpg.Pool) -> No
     assert (await api.call("DELETE", "/api/v1/billing/scheduled-change"))[0] == 409
     await api.call("POST", "/api/v1/billing/checkout", {"planId": "free"})
 
-    # cancel, resume
-    status, canceled, _ = await api.call("POST", "/api/v1/billing/cancel")
-    assert status == 200 and canceled["cancelAtPeriodEnd"] and canceled["status"] == "active"
+    # cancel through the portal page (its link is single use too), resume through the API
+    status, portal, _ = await api.call("POST", "/api/v1/billing/portal")
+    assert status == 200 and "/billing/local/portal/" in portal["url"]
+    status, html = await page(api, portal["url"])
+    assert status == 200 and "Growth (monthly): 49.00 per month" in html and 'value="cancel"' in html, html
+    assert (await page(api, portal["url"], "delete"))[0] == 400
+    status, html = await page(api, portal["url"], "cancel")
+    assert status == 200 and "will end on" in html, html
+    assert (await page(api, portal["url"], "resume"))[0] == 404, "used"
+    status, canceled, _ = await api.call("GET", "/api/v1/billing/subscription")
+    assert canceled["cancelAtPeriodEnd"] and canceled["status"] == "active"
     assert (await api.call("POST", "/api/v1/billing/cancel"))[0] == 409
     status, resumed, _ = await api.call("POST", "/api/v1/billing/resume")
     assert status == 200 and not resumed["cancelAtPeriodEnd"]
@@ -103,7 +150,8 @@ async def test_the_whole_life_cycle(plans_app: Caller, pool: asyncpg.Pool) -> No
     assert (await api.call("POST", "/api/v1/billing/cancel"))[0] == 409
 
     status, portal, _ = await api.call("POST", "/api/v1/billing/portal")
-    assert status == 200 and portal["url"].endswith("/api/v1/billing/overview")
+    status, html = await page(api, portal["url"])
+    assert status == 200 and "no active subscription" in html
     status, overview, _ = await api.call("GET", "/api/v1/billing/overview")
     assert status == 200 and overview["subscription"]["status"] == "canceled"
     assert len(overview["invoices"]) == 2 and len(overview["plans"]) == 4
@@ -121,7 +169,7 @@ async def test_an_upgrade_now_invoices_the_proration(plans_app: Caller, pool: as
     service = BillingService(pool, 1, load_settings(env={"MITTR_ACCOUNT__PLANS_FILE": str(plans_file(api))}))
     start = datetime(2026, 4, 1, tzinfo=UTC)
     who = Principal(client, None, frozenset(), None)
-    await service.checkout(who, {"planId": "growth"}, "http://x", now=start)
+    await subscribe(service, who, {"planId": "growth"}, start)
     at = start + timedelta(days=12)
     preview = await service.preview(who, {"planId": "scale"}, now=at)
     assert (preview["creditCents"], preview["chargeCents"], preview["dueTodayCents"]) == (2940, 19900, 16960)

@@ -15,6 +15,7 @@ from control.services.keys import create_client
 from control.services.principal import Principal
 from control.settings import load_settings
 from tests.integration.plans_support import PLANS
+from tests.integration.test_billing import subscribe as subscribe_one
 
 START = datetime(2026, 1, 10, tzinfo=UTC)
 
@@ -28,7 +29,7 @@ def service(pool: asyncpg.Pool, tmp_path: Path) -> BillingService:
 async def subscribe(pool: asyncpg.Pool, billing: BillingService, n: int) -> list[uuid.UUID]:
     ids = [(await create_client(pool, f"roll-{i}"))["id"] for i in range(n)]
     for client in ids:
-        await billing.checkout(Principal(client, None, frozenset(), None), {"planId": "growth"}, "http://x", now=START)
+        await subscribe_one(billing, Principal(client, None, frozenset(), None), {"planId": "growth"}, START)
     return ids
 
 
