@@ -84,7 +84,12 @@ def test_templates_substitute_and_never_raise() -> None:
 @given(st.text(max_size=300), st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
                                                st.text(max_size=20), max_size=5))
 def test_rendering_any_template_is_total(template: str, variables: dict[str, str]) -> None:
-    ar.render(template, variables)
+    out = ar.render(template, variables)
+    assert isinstance(out, str)
+    if "{{" not in template:
+        assert out == template, "text without placeholders passes through unchanged"
+    for name, value in variables.items():
+        assert ar.render("{{." + name + "}}", variables) == value
 
 
 def test_settings_are_checked_per_type() -> None:

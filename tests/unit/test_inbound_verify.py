@@ -160,8 +160,11 @@ def test_twilio_library_form_and_json_bodies() -> None:
 def test_github_documented_example() -> None:
     # GitHub's docs: secret "It's a Secret to Everybody", payload "Hello, World!".
     sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-    verify("hmac", PRESETS["github"].params, {"secret": "It's a Secret to Everybody"},
-           request({"X-Hub-Signature-256": sig}, b"Hello, World!"))
+    secret = {"secret": "It's a Secret to Everybody"}
+    assert verify("hmac", PRESETS["github"].params, secret,
+                  request({"X-Hub-Signature-256": sig}, b"Hello, World!")) is None
+    with pytest.raises(VerifyError):     # the documented signature does not fit another body
+        verify("hmac", PRESETS["github"].params, secret, request({"X-Hub-Signature-256": sig}, b"Hello, World?"))
 
 
 def test_basic_auth_and_tokens_compare_whole_values() -> None:

@@ -73,7 +73,12 @@ def test_time_wait_leftovers_of_a_previous_run_are_fine() -> None:
             time.sleep(0.05)
             client.close()
     held = reserve("127.0.0.1", port)
-    held.release()
+    try:
+        assert held.guard is None or held.guard.getsockname()[1] == port, "the port is held again"
+        with pytest.raises(ListenError, match="in use"):
+            reserve("127.0.0.1", port)                # ...and, held, refused to anyone else
+    finally:
+        held.release()
 
 
 def test_errors_name_the_address() -> None:
