@@ -13,8 +13,6 @@ evaluate per tick, across all processes and hosts.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -26,6 +24,7 @@ import asyncpg
 
 from control.errors import BadRequest, NotFound
 from control.jsonfmt import iso
+from control.periodic import Periodic
 from control.policy import alert_payloads as ap
 from control.policy import alert_rules as ar
 from control.policy import delivery_notices as dn
@@ -116,7 +115,7 @@ class AlertingService:
         cfg = settings.section("alerting") if settings and "alerting" in settings.raw else {}
         self.enabled = bool(cfg.get("enabled", True))
         self.interval_s = max(0.05, float(cfg.get("interval_s", 15.0)))
-        self._task: asyncio.Task[None] | None = None
+        self._job = Periodic("alert evaluation", self.tick, self.interval_s if self.enabled else 0.0)
 
     # --- rules --------------------------------------------------------------------------------
 
@@ -352,8 +351,7 @@ class AlertingService:
 
     def start(self) -> None:
         """Start this worker's evaluator loop (called once when the API worker starts)."""
-        if self.enabled and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._job.start()
 
     async def tick(self) -> bool:
         """One evaluation of every workspace's rules if no other evaluator is running; whether it ran."""
@@ -366,19 +364,5 @@ class AlertingService:
                 await conn.fetchval(q("alerting_unlock"))
         return True
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alert evaluation failed")
-            await asyncio.sleep(self.interval_s)
-
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._job.aclose()

@@ -11,8 +11,6 @@ it twice changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ import asyncpg
 
 from control.errors import BadRequest, InvalidState, NotFound
 from control.jsonfmt import iso
+from control.periodic import Periodic
 from control.policy.plans import Catalogue, Plan, plan_json
 from control.policy.proration import CYCLES, Cycle, Proration, apply_credit, period_end, price, prorate
 from control.services import audit
@@ -107,7 +106,7 @@ class BillingService:
         self.plans = catalogue(settings)
         self.provider = provider or provider_for(settings)
         self.rollover_interval_s = float(settings.section("billing").get("rollover_interval_s", 60.0))
-        self._task: asyncio.Task[None] | None = None
+        self._job = Periodic("billing rollover", self.tick, self.rollover_interval_s)
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -368,8 +367,7 @@ class BillingService:
     def start(self) -> None:
         """Start this worker's rollover loop (every API worker runs one; the advisory lock in `tick`
         lets one of them work at a time). An interval of 0 turns it off."""
-        if self.rollover_interval_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._job.start()
 
     async def tick(self, now: datetime | None = None) -> int | None:
         """Roll over everything due unless another runner (any process or host) is at it: how many
@@ -387,22 +385,8 @@ class BillingService:
             finally:
                 await conn.fetchval(q("billing_rollover_unlock"))
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("billing rollover failed")
-            await asyncio.sleep(self.rollover_interval_s)
-
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._job.aclose()
 
     # -- storage ------------------------------------------------------------------------------------
 
