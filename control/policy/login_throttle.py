@@ -29,6 +29,11 @@ def ip_key(ip: str) -> str:
     return f"ip:{ip}"
 
 
+def signup_key(ip: str) -> str:
+    """Sign-ups from one client address (each costs an argon2 hash and a workspace)."""
+    return f"signup-ip:{ip}"
+
+
 def throttle_keys(email: str, ip: str | None, limits: ThrottleLimits) -> list[str]:
     """The counters one attempt takes, e-mail first (a fixed order: concurrent upserts never deadlock)."""
     keys = []
@@ -41,7 +46,7 @@ def throttle_keys(email: str, ip: str | None, limits: ThrottleLimits) -> list[st
 
 def limit_of(key: str, limits: ThrottleLimits) -> int:
     """A client address's counter has the per-address limit; the others count per e-mail address."""
-    return limits.per_ip if key.startswith("ip:") else limits.per_email
+    return limits.per_ip if key.startswith(("ip:", "signup-ip:")) else limits.per_email
 
 
 def retry_after(counts: list[tuple[str, int, float]], limits: ThrottleLimits) -> int | None:

@@ -29,7 +29,14 @@ from control.crypto import box_for
 from control.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized, ValidationError
 from control.jsonfmt import iso
 from control.policy.access import Role
-from control.policy.login_throttle import ThrottleLimits, email_key, ip_key, retry_after, throttle_keys
+from control.policy.login_throttle import (
+    ThrottleLimits,
+    email_key,
+    ip_key,
+    retry_after,
+    signup_key,
+    throttle_keys,
+)
 from control.policy.passwords import check_strength, verify_password
 from control.policy.tokens import digest, new_token
 from control.services import audit
@@ -263,6 +270,8 @@ class AccountService:
         if not self.cfg.allow_signup:
             raise Forbidden("sign-up is turned off on this server; ask a workspace admin for an invitation")
         s = parse_signup(body)
+        if ip and self.cfg.throttle.per_ip > 0:      # before the argon2 hash: a flood costs no CPU
+            await self._take([signup_key(ip)], "too many sign-ups from this address; try again later")
         hashed = await hashed_password(s.password, s.email)
         async with self.pool.acquire() as conn, conn.transaction():
             client = await create_client(conn, s.company, self.box)
@@ -297,15 +306,18 @@ class AccountService:
 
     async def _take_attempt(self, email: str, ip: str | None) -> None:
         """Count the attempt before the password is checked; 429 once a counter is past its limit."""
+        keys = throttle_keys(email, ip, self.cfg.throttle)
+        if keys:
+            await self._take(keys, "too many failed logins; try again later")
+
+    async def _take(self, keys: list[str], refusal: str) -> None:
+        """Count one attempt on each counter; 429 with Retry-After once one is past its limit."""
         limits = self.cfg.throttle
-        keys = throttle_keys(email, ip, limits)
-        if not keys:
-            return
         rows = await self.pool.fetch(q("login_throttle_take"), keys, limits.window_s)
         self._prune_throttle_when_due()
         wait = retry_after([(r["key"], r["failures"], r["remaining_s"]) for r in rows], limits)
         if wait is not None:
-            raise RateLimited("too many failed logins; try again later", headers={"Retry-After": str(wait)})
+            raise RateLimited(refusal, headers={"Retry-After": str(wait)})
 
     def _prune_throttle_when_due(self) -> None:
         now = time.monotonic()

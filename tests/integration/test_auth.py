@@ -316,6 +316,20 @@ async def test_forgot_password_answers_alike_and_mails_only_real_accounts(web: W
     assert bad.status == 400 and bad.body["error"].startswith("email:")
 
 
+async def test_sign_ups_are_throttled_per_client_address(make_web: MakeWeb) -> None:
+    web = await make_web(login_failures_per_ip="2")
+    for i in range(2):
+        assert (await web.call("POST", "/auth/signup", {"email": f"s{i}@acme.example", "password": PASSWORD},
+                               ip="198.51.100.9")).status == 201
+    refused = await web.call("POST", "/auth/signup", {"email": "s2@acme.example", "password": PASSWORD},
+                             ip="198.51.100.9")
+    assert refused.status == 429 and "sign-ups" in refused.body["error"]
+    elsewhere = await web.call("POST", "/auth/signup", {"email": "s3@acme.example", "password": PASSWORD},
+                               ip="198.51.100.10")
+    assert elsewhere.status == 201, "another address is not held back"
+    assert await web.pool.fetchval("SELECT count(*) FROM users") == 3
+
+
 async def test_sign_up_can_be_turned_off(make_web: MakeWeb) -> None:
     closed = await make_web(allow_signup="false")
     reply = await closed.call("POST", "/auth/signup", {"email": "zed@acme.example", "password": PASSWORD})
