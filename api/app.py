@@ -9,6 +9,7 @@ from blacksheep.server.routing import Router
 
 import api.handlers  # noqa: F401 - registers every route
 from api.context import ApiContext, ctx, set_ctx
+from api.dashboard import PAGES as DASHBOARD_PAGES
 from api.docs_page import DOCS_HTML
 from api.handlers.billing import with_plan_ids
 from api.handlers.billing_pages import PAGES as BILLING_PAGES
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Application:
     app.router.add("GET", "/openapi.json", openapi_json)
     app.router.add("GET", "/docs", docs)
     for method, path, page in BILLING_PAGES:    # the local billing provider's pages (not API routes)
+        app.router.add(method, path, page)
+    for method, path, page in DASHBOARD_PAGES:  # the dashboard's static files (not API routes)
         app.router.add(method, path, page)
     app.router.fallback = _not_found
     install_observability(app)   # request ids and logs, the stats WebSocket, /metrics
