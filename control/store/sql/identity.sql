@@ -1,12 +1,13 @@
 -- name: session_by_hash
 -- A live session with what it acts as: a member's role, or the API key it was made from.
+-- A membership deactivated through SCIM (migration 026) acts as no member at all.
 SELECT s.id, s.client_id, s.user_id, s.key_id, s.expires_at, s.last_seen_at, u.email,
        m.role, k.scopes, k.rate_limit, k.project_id AS key_project_id, k.key_prefix,
        (k.id IS NULL OR (k.is_active AND k.deleted_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())))
            AS key_ok
 FROM sessions s
 LEFT JOIN users u ON u.id = s.user_id
-LEFT JOIN memberships m ON m.client_id = s.client_id AND m.user_id = s.user_id
+LEFT JOIN memberships m ON m.client_id = s.client_id AND m.user_id = s.user_id AND m.deactivated_at IS NULL
 LEFT JOIN api_keys k ON k.id = s.key_id
 JOIN clients c ON c.id = s.client_id AND c.deleted_at IS NULL
 WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now();
@@ -45,7 +46,7 @@ ON CONFLICT (client_id, user_id) DO UPDATE SET role = EXCLUDED.role;
 SELECT m.client_id, m.role, c.name AS workspace_name
 FROM memberships m
 JOIN clients c ON c.id = m.client_id AND c.deleted_at IS NULL
-WHERE m.user_id = $1
+WHERE m.user_id = $1 AND m.deactivated_at IS NULL
 ORDER BY m.created_at, m.client_id;
 
 -- name: auth_workspace
