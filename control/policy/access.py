@@ -24,10 +24,10 @@ ROLES: tuple[Role, ...] = ("admin", "editor", "viewer")
 FAMILIES: tuple[str, ...] = (
     "events", "endpoints", "event-types", "deliveries", "poll", "stats", "analytics", "metrics",
     "projects", "account", "team", "api-keys", "audit-logs", "gdpr", "usage", "billing",
-    "sub-accounts", "inbound", "alerting", "connectors", "scim",
+    "sub-accounts", "inbound", "alerting", "connectors", "scim", "sso",
 )
 # Families only admins manage (read and write).
-ADMIN_ONLY: frozenset[str] = frozenset({"team", "api-keys", "audit-logs", "gdpr", "billing", "scim"})
+ADMIN_ONLY: frozenset[str] = frozenset({"team", "api-keys", "audit-logs", "gdpr", "billing", "scim", "sso"})
 # Families whose reads every member needs (the team list, who am I, the plan's limits).
 MEMBER_READABLE: frozenset[str] = frozenset({"team", "billing"})
 ALL_SCOPES: tuple[str, ...] = ("*", *(f"{f}:{a}" for f in FAMILIES for a in ("read", "write", "*")))

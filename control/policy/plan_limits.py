@@ -22,7 +22,7 @@ from control.policy.plans import Catalogue, Plan, camel
 # Route families that are a feature of their own.
 FEATURE_OF_FAMILY: Mapping[str, str] = {
     "inbound": "inbound", "alerting": "alerting", "connectors": "connectors", "sub-accounts": "sub_accounts",
-    "audit-logs": "audit_logs", "scim": "scim",
+    "audit-logs": "audit_logs", "scim": "scim", "sso": "saml",
 }
 # Endpoint columns behind a feature: set to a value, they need it.
 FEATURE_OF_COLUMN: Mapping[str, str] = {"transformation": "transformations", "mtls_cert": "mtls"}
