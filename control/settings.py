@@ -55,10 +55,19 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: str) -> None:
     for section, values in over.items():
         if section not in base or not isinstance(values, dict):
             raise SettingsError(f"{origin}: unknown section [{section}]")
-        for key, value in values.items():
-            if key not in base[section]:
-                raise SettingsError(f"{origin}: unknown setting {section}.{key}")
-            base[section][key] = value
+        _merge_table(base[section], values, section, origin)
+
+
+def _merge_table(base: dict[str, Any], over: dict[str, Any], where: str, origin: str) -> None:
+    """A sub-table with keys (e.g. [sso.google]) is merged key by key, checked like a section; an
+    empty one in default.toml (e.g. [sso.oidc]) is open: the file's table replaces it."""
+    for key, value in over.items():
+        if key not in base:
+            raise SettingsError(f"{origin}: unknown setting {where}.{key}")
+        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
+            _merge_table(base[key], value, f"{where}.{key}", origin)
+        else:
+            base[key] = value
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,14 @@ def load_settings(config_file: str | os.PathLike[str] | None = None,
     for name, raw in env.items():
         if not name.startswith("MITTR_") or "__" not in name:
             continue
-        section, _, key = name[len("MITTR_"):].lower().partition("__")
-        if section not in merged or key not in merged[section]:
-            raise SettingsError(f"{name}: unknown setting {section}.{key}")
-        merged[section][key] = _coerce(merged[section][key], raw, name)
+        # MITTR_SSO__GOOGLE__CLIENT_SECRET reaches into a sub-table (sso.google.client_secret).
+        section, *path = name[len("MITTR_"):].lower().split("__")
+        table = merged.get(section)
+        for step in path[:-1]:
+            table = table.get(step) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or path[-1] not in table or isinstance(table[path[-1]], dict):
+            raise SettingsError(f"{name}: unknown setting {'.'.join([section, *path])}")
+        table[path[-1]] = _coerce(table[path[-1]], raw, name)
     if env.get("DATABASE_URL"):
         merged["database"]["url"] = env["DATABASE_URL"]
     return Settings(merged)
