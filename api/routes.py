@@ -117,7 +117,9 @@ _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 def _responses(r: Route) -> dict[str, Any]:
     limited = r.scope is not None
     success: dict[str, Any] = {"description": "Success"}
-    if r.status != 204:
+    if r.status in (302, 303):        # a redirect: no body, the Location header says where
+        success = {"description": "Redirect", "headers": {"Location": {"schema": {"type": "string"}}}}
+    elif r.status != 204:
         success["content"] = {"application/json": {"schema": r.response or {"type": "object"}}}
     if limited:
         success["headers"] = _RATE_HEADERS
