@@ -122,7 +122,7 @@ def _responses(r: Route) -> dict[str, Any]:
     elif r.status != 204:
         success["content"] = {"application/json": {"schema": r.response or {"type": "object"}}}
     if limited:
-        success["headers"] = _RATE_HEADERS
+        success["headers"] = {**success.get("headers", {}), **_RATE_HEADERS}
     out: dict[str, Any] = {str(r.status): success}
     codes = set(r.responses) | {400}
     if limited:
