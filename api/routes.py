@@ -40,6 +40,12 @@ def bind_permission(handler: Handler, scope: str | None, where: str) -> None:
         raise RouteError(f"{where}: ROUTES.add declares {scope!r} but @authed checks {held.value!r}")
 
 
+# A query parameter: (name, schema), or (name, schema, required) when the API refuses a request without it.
+QueryParam = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], bool]
+# A header parameter: (name, required), or (name, required, schema) when the API checks its value.
+HeaderParam = tuple[str, bool] | tuple[str, bool, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -50,10 +56,11 @@ class Route:
     scope: str | None            # the permission (`<family>:read|write`); None = public (no API key)
     status: int = 200
     body: dict[str, Any] | None = None        # JSON schema of the request body
-    query: tuple[tuple[str, dict[str, Any]], ...] = ()
-    headers: tuple[tuple[str, bool], ...] = ()  # (name, required)
+    query: tuple[QueryParam, ...] = ()         # (name, schema) or (name, schema, required)
+    headers: tuple[HeaderParam, ...] = ()      # (name, required) or (name, required, schema)
     responses: dict[int, str] = field(default_factory=dict)
     response: dict[str, Any] | None = None    # JSON schema of the success body (None: any object)
+    path_params: dict[str, dict[str, Any]] = field(default_factory=dict)   # {name} -> schema (default string)
 
 
 @dataclass
@@ -62,14 +69,18 @@ class RouteTable:
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, method: str, path: str, summary: str, tag: str, scope: str | None, status: int = 200,
-            body: dict[str, Any] | None = None, query: tuple[tuple[str, dict[str, Any]], ...] = (),
-            headers: tuple[tuple[str, bool], ...] = (),
+            body: dict[str, Any] | None = None, query: tuple[QueryParam, ...] = (),
+            headers: tuple[HeaderParam, ...] = (),
             responses: dict[int, str] | None = None,
-            response: dict[str, Any] | None = None) -> Callable[[Handler], Handler]:
+            response: dict[str, Any] | None = None,
+            path_params: dict[str, dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             bind_permission(fn, scope, f"{method} {path}")
+            unknown = set(path_params or {}) - set(_PARAM.findall(path))
+            if unknown:
+                raise RouteError(f"{method} {path}: path_params names {sorted(unknown)}, not in the path")
             self.routes.append(Route(method, path, fn, summary, tag, scope, status, body, query, headers,
-                                     responses or {}, response))
+                                     responses or {}, response, dict(path_params or {})))
             return fn
         return register
 
@@ -147,11 +158,12 @@ def openapi_document(table: RouteTable, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for r in table.routes:
         params: list[dict[str, Any]] = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": n, "in": "path", "required": True, "schema": r.path_params.get(n, {"type": "string"})}
             for n in _PARAM.findall(r.path)]
-        params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in r.query]
-        params += [{"name": n, "in": "header", "required": req, "schema": {"type": "string"}}
-                   for n, req in r.headers]
+        params += [{"name": p[0], "in": "query", "required": len(p) > 2 and bool(p[2]), "schema": p[1]}
+                   for p in r.query]
+        params += [{"name": h[0], "in": "header", "required": h[1],
+                    "schema": h[2] if len(h) > 2 else {"type": "string"}} for h in r.headers]
         op: dict[str, Any] = {"summary": r.summary, "tags": [r.tag], "parameters": params,
                               "responses": _responses(r),
                               "operationId": f"{r.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', r.path)}"}
