@@ -122,13 +122,13 @@ def load_settings(config_file: str | os.PathLike[str] | None = None,
         if not name.startswith("MITTR_") or "__" not in name:
             continue
         # MITTR_SSO__GOOGLE__CLIENT_SECRET reaches into a sub-table (sso.google.client_secret).
-        section, *path = name[len("MITTR_"):].lower().split("__")
-        table = merged.get(section)
-        for step in path[:-1]:
+        section, *keys = name[len("MITTR_"):].lower().split("__")
+        table: Any = merged.get(section)
+        for step in keys[:-1]:
             table = table.get(step) if isinstance(table, dict) else None
-        if not isinstance(table, dict) or path[-1] not in table or isinstance(table[path[-1]], dict):
-            raise SettingsError(f"{name}: unknown setting {'.'.join([section, *path])}")
-        table[path[-1]] = _coerce(table[path[-1]], raw, name)
+        if not isinstance(table, dict) or keys[-1] not in table or isinstance(table[keys[-1]], dict):
+            raise SettingsError(f"{name}: unknown setting {'.'.join([section, *keys])}")
+        table[keys[-1]] = _coerce(table[keys[-1]], raw, name)
     if env.get("DATABASE_URL"):
         merged["database"]["url"] = env["DATABASE_URL"]
     return Settings(merged)
