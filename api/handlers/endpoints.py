@@ -62,6 +62,9 @@ ENDPOINT_BODY: dict[str, Any] = {"type": "object", "properties": {
     "storageConfig": STORAGE_CONFIG, "brokerConfig": BROKER_CONFIG, "signingSecret": {"type": "string"},
     "mtlsCert": {"type": "string"}, "mtlsKey": {"type": "string"}}}
 
+# control/services/endpoint_versions.version_number: a positive 32-bit integer.
+VERSION: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1, "example": 1}
+
 
 def endpoints() -> EndpointService:
     return ctx().service(EndpointService)
@@ -125,8 +128,7 @@ def versions() -> EndpointVersionService:
 # `/versions/diff` is declared before `/versions/{n}`; BlackSheep also tries routes with fewer
 # parameters first, and `n` must be an integer anyway.
 @ROUTES.add("GET", "/api/v1/endpoints/{id}/versions/diff", "Field-level diff of two versions", "endpoints",
-            "endpoints:read", query=(("v1", {"type": "integer", "minimum": 1}),
-                                     ("v2", {"type": "integer", "minimum": 1})))
+            "endpoints:read", query=(("v1", VERSION, True), ("v2", VERSION, True)))
 @authed()
 async def diff_endpoint_versions(request: Request, who: Principal) -> Response:
     out = await versions().diff(who, route_id(request), query_one(request, "v1"), query_one(request, "v2"))
@@ -143,14 +145,15 @@ async def list_endpoint_versions(request: Request, who: Principal) -> Response:
 
 
 @ROUTES.add("GET", "/api/v1/endpoints/{id}/versions/{n}", "One version's configuration", "endpoints",
-            "endpoints:read")
+            "endpoints:read", path_params={"n": VERSION})
 @authed()
 async def get_endpoint_version(request: Request, who: Principal) -> Response:
     return json_response(await versions().get(who, route_id(request), route_id(request, "n")))
 
 
 @ROUTES.add("POST", "/api/v1/endpoints/{id}/versions/{n}/rollback",
-            "Restore a version's configuration (makes a new version)", "endpoints", "endpoints:write")
+            "Restore a version's configuration (makes a new version)", "endpoints", "endpoints:write",
+            path_params={"n": VERSION})
 @authed()
 async def rollback_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await versions().rollback(who, route_id(request), route_id(request, "n")))

@@ -18,10 +18,14 @@ from control.services.principal import Principal
 from control.validate import RESERVED_HEADERS, limit_param
 
 # What control/validate.py enforces (headers_field, url_field, reachable_url), stated for clients.
+# Names go in patternProperties (not only propertyNames, which generators such as schemathesis's may
+# not honour), with additionalProperties false: a name outside the token grammar is refused.
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object", "maxProperties": 50,
     "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$", "not": {"enum": sorted(RESERVED_HEADERS)}},
-    "additionalProperties": {"type": "string", "maxLength": 8192, "pattern": "^[^\\r\\n]*$"},
+    "patternProperties": {"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$": {
+        "type": "string", "maxLength": 8192, "pattern": "^[^\\r\\n]*$"}},
+    "additionalProperties": False,
     "description": "extra request headers; names Mittr sets itself (in any case) are refused",
     "example": {"X-Tenant": "acme"}}
 URL_SCHEMA: dict[str, Any] = {
@@ -30,6 +34,9 @@ URL_SCHEMA: dict[str, Any] = {
     "description": "an http(s) URL without credentials; literal internal addresses and localhost are "
                    "refused (engine.allow_private_networks), names are checked when delivering",
     "example": "https://api.customer.com/webhooks"}
+IDEMPOTENCY_KEY: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S",
+                                   "description": "unique per workspace; a repeat answers 409 CONFLICT",
+                                   "example": "order-123-created"}
 _EVENT_COMMON: dict[str, Any] = {
     "payload": {"type": "object", "example": {"orderId": "ord_123", "amount": 99.99}}, "headers": HEADERS_SCHEMA,
     "maxAttempts": {"type": "integer", "minimum": 1,
@@ -131,7 +138,7 @@ def lifecycle() -> LifecycleService:
 
 
 @ROUTES.add("POST", "/api/v1/events", "Create an event for delivery", "events", "events:write", 201,
-            body=EVENT_BODY, headers=(("X-Idempotency-Key", True),), response=EVENT_CREATED,
+            body=EVENT_BODY, headers=(("X-Idempotency-Key", True, IDEMPOTENCY_KEY),), response=EVENT_CREATED,
             responses={402: "Monthly message quota exceeded", 409: "Duplicate idempotency key"})
 @authed()
 async def create_event(request: Request, who: Principal) -> Response:

@@ -13,7 +13,8 @@ from api.routing import ROUTES, authed
 from control.services.poll import MAX_ACK_IDS, MAX_LIMIT, MAX_TIMEOUT_S, PollService
 from control.services.principal import Principal
 
-ACK_BODY: dict[str, Any] = {"type": "object", "required": ["endpoint_id", "event_ids"], "properties": {
+ACK_BODY: dict[str, Any] = {"type": "object", "required": ["endpoint_id", "event_ids"], "additionalProperties": False,
+                            "properties": {
     "endpoint_id": {"type": "string", "format": "uuid"},
     "event_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}, "minItems": 1,
                   "maxItems": MAX_ACK_IDS}}}
@@ -38,7 +39,7 @@ def polls() -> PollService:
 
 @ROUTES.add("GET", "/api/v1/poll", "Long-poll a poll-mode endpoint for events (blocks up to `timeout` s)",
             "polling", "poll:read",
-            query=(("endpoint_id", {"type": "string", "format": "uuid"}),
+            query=(("endpoint_id", {"type": "string", "format": "uuid"}, True),
                    ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 10}),
                    ("timeout", {"type": "integer", "minimum": 0, "maximum": MAX_TIMEOUT_S, "default": 30})),
             response=POLLED_LIST, responses={400: "Bad parameter, or the endpoint is not in poll mode"})
