@@ -4,6 +4,7 @@ a migrated template database, and a fresh database cloned from it for each test 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 from hypothesis import settings
 
+from tests.support.leaks import close_leaked, open_connections, track_connections
 from tests.support.pg import with_database
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -28,6 +30,17 @@ settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # A fixed key for sealing secrets in tests (never used outside the test suite).
 os.environ.setdefault("MITTR_SECURITY__ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1mb3ItbWl0dHItdGVzdHMtMDE=")
+track_connections()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leaked_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module that leaves a Postgres connection open fails here, by name (see tests/support/leaks.py)."""
+    before = open_connections()
+    yield
+    leaked = close_leaked(before)
+    if leaked:
+        pytest.fail(f"{request.module.__name__} left {leaked} Postgres connection(s) open", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -95,22 +108,48 @@ async def _drop_db(admin_url: str, name: str) -> None:
         await admin.close()
 
 
-@pytest.fixture
-async def db_url(pg_admin_url: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh, migrated, empty database for one test."""
-    name = await _create_db(pg_admin_url, template_db)
+@contextlib.asynccontextmanager
+async def fresh_database(admin_url: str, template: str) -> AsyncIterator[str]:
+    """A database cloned from the migrated template, dropped (connections and all) afterwards."""
+    name = await _create_db(admin_url, template)
     try:
-        yield with_database(pg_admin_url, name)
+        yield with_database(admin_url, name)
     finally:
-        await _drop_db(pg_admin_url, name)
+        await _drop_db(admin_url, name)
 
 
-@pytest.fixture
-async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+@contextlib.asynccontextmanager
+async def open_pool(url: str) -> AsyncIterator[asyncpg.Pool]:
     from control.store.db import create_pool
 
-    p = await create_pool(db_url, 1, 8)
+    p = await create_pool(url, 1, 8)
     try:
         yield p
     finally:
         await p.close()
+
+
+@pytest.fixture
+async def db_url(pg_admin_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated, empty database for one test."""
+    async with fresh_database(pg_admin_url, template_db) as url:
+        yield url
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with open_pool(db_url) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+async def module_db_url(pg_admin_url: str, template_db: str) -> AsyncIterator[str]:
+    """One database shared by a module's tests: only for tests that change nothing in it."""
+    async with fresh_database(pg_admin_url, template_db) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def module_pool(module_db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with open_pool(module_db_url) as p:
+        yield p

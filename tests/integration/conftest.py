@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,19 +39,40 @@ class Caller:
         return resp.status, (orjson.loads(text) if text else None), resp
 
 
-@pytest.fixture
-async def app_client(db_url: str, pool: Any) -> AsyncIterator[Caller]:
+@contextlib.asynccontextmanager
+async def running_app(db_url: str, pool: Any) -> AsyncIterator[Caller]:
+    """The app started on `db_url`, driven by an admin key of a new workspace ("tenant-a")."""
     from api.app import create_app
 
     settings = load_settings(env={"DATABASE_URL": db_url, "MITTR_API__MAX_BODY_BYTES": "65536"})
     app = create_app(settings)
     await app.start()
-    client_row = await create_client(pool, "tenant-a")
-    key = await create_key(pool, client_row["id"], "admin")
     try:
+        client_row = await create_client(pool, "tenant-a")
+        key = await create_key(pool, client_row["id"], "admin")
         yield Caller(TestClient(app), key.key, str(client_row["id"]))
     finally:
         await app.stop()
+
+
+async def new_workspace(app: Caller, pool: Any, name: str = "tenant-a") -> Caller:
+    """Another workspace with its own admin key, driving the same running app."""
+    client_row = await create_client(pool, name)
+    key = await create_key(pool, client_row["id"], "admin")
+    return Caller(app.client, key.key, str(client_row["id"]))
+
+
+@pytest.fixture
+async def app_client(db_url: str, pool: Any) -> AsyncIterator[Caller]:
+    async with running_app(db_url, pool) as caller:
+        yield caller
+
+
+@pytest.fixture(scope="module")
+async def module_app_client(module_db_url: str, module_pool: Any) -> AsyncIterator[Caller]:
+    """One app and workspace for a module's tests: only for tests that leave its data unchanged."""
+    async with running_app(module_db_url, module_pool) as caller:
+        yield caller
 
 
 @pytest.fixture

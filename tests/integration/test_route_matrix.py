@@ -23,8 +23,8 @@ from control.policy.access import FAMILIES, Role, role_allows
 from control.services.keys import create_client, create_key
 from control.services.sessions import COOKIE, create_session
 from control.services.users import add_member, create_user
-from tests.integration.conftest import Caller
-from tests.integration.test_security_routes import AUTHED, fill, rid, tenant_a, valid_body  # noqa: F401 - fixture
+from tests.integration.conftest import Caller, new_workspace
+from tests.integration.test_security_routes import AUTHED, fill, make_tenant, rid, valid_body
 
 HOST = "127.0.0.1:8000"   # what the in-process test client names as Host
 READ_ONLY = [f"{f}:read" for f in FAMILIES]
@@ -54,10 +54,12 @@ async def person(pool: Any, client_id: uuid.UUID, role: Role) -> str:
 
 
 @pytest.mark.parametrize("route", AUTHED, ids=rid)
-async def test_every_caller_gets_what_the_permission_table_says(app_client: Caller, pool: Any, route: Route,
-                                                               tenant_a: dict[str, str],  # noqa: F811
-                                                               tmp_path: Path) -> None:
+async def test_every_caller_gets_what_the_permission_table_says(module_app_client: Caller, module_pool: Any,
+                                                               route: Route, tmp_path: Path) -> None:
     assert route.scope is not None
+    pool = module_pool      # one app and database for the module; a workspace of its own per route
+    app_client = await new_workspace(module_app_client, pool)
+    tenant_a = await make_tenant(app_client, pool)
     client_id = uuid.UUID(app_client.client_id)
     path = fill(route.path, tenant_a)
     viewer, editor, admin = [await person(pool, client_id, r) for r in ("viewer", "editor", "admin")]
