@@ -43,6 +43,7 @@ from control.services import audit
 from control.services.keys import create_client
 from control.services.mail import SEND_TIMEOUT_S, Mailer, MailError
 from control.services.principal import Principal
+from control.services.saml_connections import PasswordLoginPolicy
 from control.services.sessions import NewSession, create_session
 from control.services.users import (
     add_member,
@@ -261,6 +262,7 @@ class AccountService:
         self.cfg = AuthConfig.from_settings(settings)
         self.mailer = Mailer(settings)
         self.box = box_for(settings.security["encryption_key"])
+        self.password_policy = PasswordLoginPolicy(pool, settings)    # a workspace may require SSO
         self._tasks: set[asyncio.Task[None]] = set()
         self._pruned_at = 0.0
 
@@ -296,6 +298,7 @@ class AccountService:
         await self.pool.execute(q("login_throttle_forgive"), email_key(creds.email), ip_key(ip) if ip else None)
         membership = choose_membership(await self.pool.fetch(q("auth_memberships"), user["id"]),
                                        creds.workspace_id)
+        await self.password_policy.check(membership["client_id"])     # 403 SSO_REQUIRED
         async with self.pool.acquire() as conn, conn.transaction():
             session = await create_session(conn, membership["client_id"], user_id=user["id"], ip=ip,
                                            user_agent=user_agent, ttl_s=self.cfg.session_ttl_s)
