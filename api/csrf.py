@@ -39,7 +39,8 @@ def own_origin(request: Request, public_url: str) -> str | None:
     host = header(request, b"host")
     if not host:
         return None
-    return origin_of(f"{request.scheme}://{host}")
+    scheme = {"ws": "http", "wss": "https"}.get(request.scheme, request.scheme)   # a WebSocket handshake
+    return origin_of(f"{scheme}://{host}")
 
 
 def check_origin(request: Request, public_url: str) -> None:

@@ -57,12 +57,22 @@ def load_assets(root: Path = STATIC) -> dict[str, Asset]:
 FILES = load_assets()
 
 
+def accepts_gzip(request: Request) -> bool:
+    """Whether any Accept-Encoding header lists gzip without refusing it (q=0)."""
+    for value in request.headers.get(b"accept-encoding"):
+        for item in value.decode("latin-1").lower().split(","):
+            name, _, params = item.strip().partition(";")
+            if name.strip() == "gzip" and params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+                return True
+    return False
+
+
 def _serve(request: Request, asset: Asset) -> Response:
     headers = [*SECURITY_HEADERS, (b"Cache-Control", b"no-cache"), (b"ETag", asset.etag), (b"Vary", b"Accept-Encoding")]
     if header(request, b"if-none-match") == asset.etag.decode():
         return Response(304, headers, None)
     body = asset.body
-    if asset.gzipped is not None and "gzip" in (header(request, b"accept-encoding") or ""):
+    if asset.gzipped is not None and accepts_gzip(request):
         body = asset.gzipped
         headers.append((b"Content-Encoding", b"gzip"))
     return Response(200, headers, Content(asset.content_type, body))

@@ -11,10 +11,12 @@ from blacksheep import Request, Response, WebSocket
 from blacksheep.server.websocket import WebSocketError
 
 from api.context import ctx
+from api.csrf import check_origin
 from api.http import header, json_response
 from api.routing import ROUTES, authed
 from control.errors import ApiError
 from control.services.principal import Principal
+from control.services.sessions import COOKIE as SESSION_COOKIE
 from control.services.stats import StatsService
 
 log = logging.getLogger("mittr.api.stats")
@@ -74,12 +76,21 @@ async def _until_closed(websocket: WebSocket) -> None:
 
 
 async def stats_ws(websocket: WebSocket) -> None:
-    """Authenticate with ?key= (or X-API-Key) and scope with ?projectId= (or X-Project-ID) exactly
-    as every route does (browsers cannot set headers on a WebSocket), then push until closed."""
+    """Authenticate with ?key= (or X-API-Key), else the session cookie of our own pages, and scope
+    with ?projectId= (or X-Project-ID) exactly as every route does (browsers cannot set headers on a
+    WebSocket), then push until closed."""
     raw_key = websocket.query.get("key", [None])[0] or header(websocket, b"x-api-key")
     raw_project = websocket.query.get("projectId", [None])[0] or header(websocket, b"x-project-id")
+    cookie = websocket.cookies.get(SESSION_COOKIE) if raw_key is None else None
     try:
-        who = await ctx().in_project(await ctx().auth.authenticate(raw_key), raw_project)
+        if cookie:
+            # The dashboard's session. Browsers send cookies on a cross-site WebSocket handshake too,
+            # and no CORS guards it: the page must be ours (browsers always send Origin here).
+            check_origin(websocket, ctx().settings.section("auth")["public_url"])
+            who = await ctx().sessions.authenticate(cookie)
+        else:
+            who = await ctx().auth.authenticate(raw_key)
+        who = await ctx().in_project(who, raw_project)
         who.require("stats:read")
     except ApiError as exc:
         await websocket.accept()
