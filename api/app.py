@@ -16,6 +16,7 @@ from api.handlers.billing_pages import PAGES as BILLING_PAGES
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
 from api.observability import install as install_observability
+from api.portal_ui import PAGES as PORTAL_PAGES
 from api.routes import openapi_document
 from api.routing import ROUTES
 from control.errors import ApiError, NotFound, Unavailable
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> Application:
     for method, path, page in BILLING_PAGES:    # the local billing provider's pages (not API routes)
         app.router.add(method, path, page)
     for method, path, page in DASHBOARD_PAGES:  # the dashboard's static files (not API routes)
+        app.router.add(method, path, page)
+    for method, path, page in PORTAL_PAGES:     # the sub-account portal's page and files (not API routes)
         app.router.add(method, path, page)
     app.router.fallback = _not_found
     install_observability(app)   # request ids and logs, the stats WebSocket, /metrics

@@ -5,6 +5,7 @@ are the main API's, and another sub-account's ids answer 404."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ from blacksheep import Request, Response
 
 from api.context import ctx
 from api.handlers.endpoints import ENDPOINT_BODY
-from api.handlers.events import EVENT, EVENT_ATTEMPTS, EVENT_SUMMARY, STATUS
+from api.handlers.events import EVENT, EVENT_ATTEMPTS, EVENT_CREATED, EVENT_SUMMARY, STATUS
 from api.http import header, json_response, query_one, read_json
 from api.routes import list_of, nullable
 from api.routing import PAGE, ROUTES, Authed, limited, route_id
@@ -21,6 +22,7 @@ from control.services.endpoints import EndpointService
 from control.services.events import EventService
 from control.services.lifecycle import LifecycleService
 from control.services.portal import PortalAuthenticator, bearer, session_info
+from control.services.portal_ui import test_event
 from control.services.principal import Principal
 from control.validate import limit_param, need_object
 
@@ -99,10 +101,7 @@ async def list_endpoints(request: Request, who: Principal) -> Response:
             body=PORTAL_ENDPOINT_BODY, headers=AUTH_HEADER, responses=UNAUTHORIZED)
 @session_authed
 async def create_endpoint(request: Request, who: Principal) -> Response:
-    body = need_object(await read_json(request, ctx().max_body))
-    unknown = sorted(set(body) - set(PORTAL_ENDPOINT_FIELDS))
-    if unknown:
-        raise BadRequest(f"{unknown[0]}: not available in the portal")
+    body = portal_fields(await read_json(request, ctx().max_body))
     return json_response(await endpoints().create(who, body), 201)
 
 
@@ -111,6 +110,46 @@ async def create_endpoint(request: Request, who: Principal) -> Response:
 @session_authed
 async def get_endpoint(request: Request, who: Principal) -> Response:
     return json_response(await endpoints().get(who, route_id(request)))
+
+
+def portal_fields(body: Any) -> dict[str, Any]:
+    data = need_object(body)
+    unknown = sorted(set(data) - set(PORTAL_ENDPOINT_FIELDS))
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: not available in the portal")
+    return data
+
+
+# Beyond the guide's list, what the portal UI offers on an endpoint: edit, pause/resume, a test event.
+@ROUTES.add("PATCH", f"{PREFIX}/endpoints/{{id}}", "Change one of the sub-account's endpoints "
+            "(signingSecret null: a new secret, shown in this answer only)", TAG, None,
+            body={**PORTAL_ENDPOINT_BODY, "required": []}, headers=AUTH_HEADER, responses=UNAUTHORIZED)
+@session_authed
+async def update_endpoint(request: Request, who: Principal) -> Response:
+    body = portal_fields(await read_json(request, ctx().max_body))
+    return json_response(await endpoints().update(who, route_id(request), body))
+
+
+@ROUTES.add("POST", f"{PREFIX}/endpoints/{{id}}/pause", "Pause one of the sub-account's endpoints (events wait)",
+            TAG, None, headers=AUTH_HEADER, responses=UNAUTHORIZED)
+@session_authed
+async def pause_endpoint(request: Request, who: Principal) -> Response:
+    return json_response(await endpoints().set_status(who, route_id(request), "paused"))
+
+
+@ROUTES.add("POST", f"{PREFIX}/endpoints/{{id}}/resume", "Resume one of the sub-account's endpoints", TAG, None,
+            headers=AUTH_HEADER, responses=UNAUTHORIZED)
+@session_authed
+async def resume_endpoint(request: Request, who: Principal) -> Response:
+    return json_response(await endpoints().set_status(who, route_id(request), "active"))
+
+
+@ROUTES.add("POST", f"{PREFIX}/endpoints/{{id}}/test", "Send a `mittr.test` event to this endpoint only", TAG,
+            None, 201, headers=AUTH_HEADER, response=EVENT_CREATED, responses=UNAUTHORIZED)
+@session_authed
+async def test_endpoint(request: Request, who: Principal) -> Response:
+    endpoint = await endpoints().get(who, route_id(request))      # 404 unless it is this sub-account's
+    return json_response(await events().ingest(who, test_event(endpoint["id"]), [uuid.UUID(endpoint["id"])]), 201)
 
 
 @ROUTES.add("GET", f"{PREFIX}/events", "The sub-account's events", TAG, None, query=(("status", STATUS), *PAGE),
