@@ -13,6 +13,7 @@ from api.dashboard import PAGES as DASHBOARD_PAGES
 from api.docs_page import DOCS_HTML
 from api.handlers.billing import with_plan_ids
 from api.handlers.billing_pages import PAGES as BILLING_PAGES
+from api.handlers.scim import FALLBACK as SCIM_FALLBACK
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
 from api.observability import install as install_observability
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Application:
 
     for r in ROUTES.routes:
         app.router.add(r.method, r.path, r.handler)
+    for method, path, page in SCIM_FALLBACK:    # SCIM's own 404/405 under /scim/v2 (not API routes)
+        app.router.add(method, path, page)
 
     async def openapi_json(request: Request) -> Response:
         return json_response(openapi)

@@ -35,7 +35,7 @@ UPDATE scim_tokens SET last_used_at = now() WHERE id = $1;
 
 -- name: scim_lock_workspace
 -- Serialises the workspace's SCIM writes, so two creations cannot both take one userName.
-SELECT pg_advisory_xact_lock(hashtextextended('mittr-scim:' || $1::text, 0));
+SELECT pg_advisory_xact_lock(hashtextextended('mittr-scim:' || $1::uuid::text, 0));
 
 -- name: scim_members
 -- The workspace's members as SCIM sees them, oldest membership first (a stable order for
