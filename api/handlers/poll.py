@@ -42,7 +42,8 @@ def polls() -> PollService:
             query=(("endpoint_id", {"type": "string", "format": "uuid"}, True),
                    ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 10}),
                    ("timeout", {"type": "integer", "minimum": 0, "maximum": MAX_TIMEOUT_S, "default": 30})),
-            response=POLLED_LIST, responses={400: "Bad parameter, or the endpoint is not in poll mode"})
+            response=POLLED_LIST,
+            responses={400: "Bad parameter", 409: "INVALID_STATE: the endpoint is not in poll mode"})
 @authed()
 async def poll_events(request: Request, who: Principal) -> Response:
     out = await polls().poll(who, query_one(request, "endpoint_id"), query_one(request, "limit"),
@@ -52,7 +53,7 @@ async def poll_events(request: Request, who: Principal) -> Response:
 
 @ROUTES.add("POST", "/api/v1/poll/ack", "Acknowledge polled events (they become delivered)", "polling",
             "poll:write", body=ACK_BODY, response=ACKED,
-            responses={400: "Bad body, or the endpoint is not in poll mode"})
+            responses={400: "Bad body", 409: "INVALID_STATE: the endpoint is not in poll mode"})
 @authed()
 async def ack_events(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body)

@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 
 from control import metrics
-from control.errors import BadRequest, NotFound
+from control.errors import BadRequest, InvalidState, NotFound
 from control.jsonfmt import iso
 from control.services import rollups
 from control.services.principal import Principal
@@ -148,8 +148,8 @@ class PollService:
                                        who.project_id)
         if row is None:
             raise NotFound("endpoint not found")
-        if row["delivery_mode"] != "poll":
-            raise BadRequest(f"endpoint_id: the endpoint's deliveryMode is {row['delivery_mode']!r}, not 'poll'")
+        if row["delivery_mode"] != "poll":    # a well-formed request the endpoint's state refuses
+            raise InvalidState(f"endpoint_id: the endpoint's deliveryMode is {row['delivery_mode']!r}, not 'poll'")
         return row
 
     async def _take(self, endpoint_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:

@@ -143,7 +143,7 @@ async def test_poll_refuses_bad_requests(app_client: Caller, second_key: str) ->
     ep = await poll_endpoint(app_client)
     push = await poll_endpoint(app_client, mode="push", types=("other.*",))
     cases = [
-        ("", 400), (f"endpoint_id={push}", 400), (f"endpoint_id={ep}&limit=0", 400),
+        ("", 400), (f"endpoint_id={push}", 409), (f"endpoint_id={ep}&limit=0", 400),
         (f"endpoint_id={ep}&limit=101", 400), (f"endpoint_id={ep}&timeout=61", 400),
         (f"endpoint_id={ep}&timeout=soon", 400), (f"endpoint_id={uuid.uuid4()}", 404), ("endpoint_id=nope", 404),
     ]
@@ -151,7 +151,7 @@ async def test_poll_refuses_bad_requests(app_client: Caller, second_key: str) ->
         status, body, _ = await app_client.call("GET", f"/api/v1/poll?{query}&timeout=0"
                                              if "timeout" not in query else f"/api/v1/poll?{query}")
         assert status == expected, (query, body)
-        assert body["code"] == ("BAD_REQUEST" if expected == 400 else "NOT_FOUND")
+        assert body["code"] == {400: "BAD_REQUEST", 404: "NOT_FOUND", 409: "INVALID_STATE"}[expected]
     status, body, _ = await app_client.call("GET", f"/api/v1/poll?endpoint_id={ep}&timeout=0", key=second_key)
     assert status == 404 and body["code"] == "NOT_FOUND", "another tenant's endpoint does not exist"
     status, _, _ = await app_client.call("GET", f"/api/v1/poll?endpoint_id={ep}", key="mtr_wrong")
