@@ -10,8 +10,13 @@ from api.routing import ROUTES, authed, route_id
 from control.services.endpoint_security import EndpointSecurityService
 from control.services.principal import Principal
 
-MTLS_BODY = {"type": "object", "required": ["certPem", "keyPem"],
-             "properties": {"certPem": {"type": "string"}, "keyPem": {"type": "string"}}}
+# control/services/mtls.check_pair: a PEM certificate and the unencrypted PEM private key matching it.
+MTLS_BODY = {"type": "object", "required": ["certPem", "keyPem"], "properties": {
+    "certPem": {"type": "string", "maxLength": 65536, "pattern": "-----BEGIN CERTIFICATE-----",
+                "example": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----"},
+    "keyPem": {"type": "string", "maxLength": 65536, "pattern": "-----BEGIN ([A-Z]+ )?PRIVATE KEY-----",
+               "description": "unencrypted; RSA, EC or Ed25519, matching certPem",
+               "example": "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----"}}}
 
 
 def security() -> EndpointSecurityService:

@@ -79,7 +79,7 @@ _IPV6 = (f"(({_H}:){{7}}{_H}|({_H}:){{1,7}}:|({_H}:){{1,6}}:{_H}|({_H}:){{1,5}}(
          f"|({_H}:){{1,4}}(:{_H}){{1,3}}|({_H}:){{1,3}}(:{_H}){{1,4}}|({_H}:){{1,2}}(:{_H}){{1,5}}"
          f"|{_H}:(:{_H}){{1,6}}|:((:{_H}){{1,7}}|:))")
 CIDRS: dict[str, Any] = nullable({
-    "type": "array", "maxItems": 100, "example": ["203.0.113.0/24"],
+    "type": "array", "maxItems": 100, "example": ["34.120.0.0/16"],
     "description": "CIDR blocks (an address alone is its /32 or /128); with private networks refused "
                    "(engine.allow_private_networks), an allowedCidrs entry inside a refused range is refused",
     "items": {"type": "string", "maxLength": 64, "anyOf": [

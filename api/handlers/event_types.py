@@ -13,11 +13,16 @@ from control.services.event_types import EventTypeService
 from control.services.principal import Principal
 from control.validate import limit_param
 
-EVENT_TYPE_BODY: dict[str, Any] = {"type": "object", "properties": {
-    "name": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\s*]+$"},
-    "description": {"type": "string", "maxLength": 2000},
-    "schema": {"type": "object", "nullable": True},
-    "schemaVersion": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"\S"}}}
+EVENT_TYPE_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\s*]+$", "example": "order.created"},
+    "description": {"type": "string", "maxLength": 2000, "nullable": True,
+                    "example": "Fired when a new order is placed"},
+    "schema": {"type": "object", "nullable": True,
+               "description": "a JSON Schema the payloads of this type must satisfy (refused if it does not compile)",
+               "example": {"type": "object", "required": ["orderId", "amount"],
+                           "properties": {"orderId": {"type": "string"}, "amount": {"type": "integer"}}}},
+    "schemaVersion": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"\S", "nullable": True,
+                      "example": "1.0"}}}
 
 
 def event_types() -> EventTypeService:
