@@ -30,7 +30,8 @@ HEADERS_SCHEMA: dict[str, Any] = {
     "example": {"X-Tenant": "acme"}}
 URL_SCHEMA: dict[str, Any] = {
     "type": "string", "maxLength": 2048,
-    "pattern": "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z0-9-]+)*(:[1-9][0-9]{0,4})?(/\\S*)?$",
+    "pattern": "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z0-9-]+)*"
+               "(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/\\S*)?$",
     "description": "an http(s) URL without credentials; literal internal addresses and localhost are "
                    "refused (engine.allow_private_networks), names are checked when delivering",
     "example": "https://api.customer.com/webhooks"}
