@@ -298,7 +298,7 @@ class ScimUserService:
     async def create(self, who: Principal, body: Any, base: str) -> dict[str, Any]:
         """A new member of the token's workspace (an existing account joins; a new one is made with no
         password: the person signs in with SSO, or sets one through 'forgot password')."""
-        resource = self._validate(body, Context.RESOURCE_CREATION_REQUEST)
+        resource = self._validate(body, Context.RESOURCE_CREATION_REQUEST, active=True)
         address = login_address(resource)
         role = scim_role(resource.roles) or self.default_role
         async with self.pool.acquire() as conn, conn.transaction():
@@ -322,12 +322,11 @@ class ScimUserService:
         """PUT: every attribute the IdP keeps is replaced by the body's (absent ones are cleared);
         an absent `active` keeps the membership as it is (never reactivates by omission), and absent
         `roles` keep the member's role."""
-        resource = self._validate(body, Context.RESOURCE_REPLACEMENT_REQUEST)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(q("scim_lock_workspace"), who.client_id)
             row = await self._row(conn, who, raw_id)
-            if resource.active is None:
-                resource.active = row["deactivated_at"] is None
+            resource = self._validate(body, Context.RESOURCE_REPLACEMENT_REQUEST,
+                                      active=row["deactivated_at"] is None)
             return await self._save(conn, who, row, resource, base)
 
     async def patch(self, who: Principal, raw_id: str, body: Any, base: str) -> dict[str, Any]:
@@ -380,9 +379,13 @@ class ScimUserService:
         return dump(to_resource(after, base))
 
     @staticmethod
-    def _validate(body: Any, ctx: Context) -> User:
+    def _validate(body: Any, ctx: Context, active: bool) -> User:
+        """The body as a User; without `active`, the state given (never a reactivation by omission)."""
+        data = need_object(body)
+        if not any(k.lower() == "active" for k in data):
+            data = {**data, "active": active}
         try:
-            return User.model_validate(need_object(body), scim_ctx=ctx)
+            return User.model_validate(data, scim_ctx=ctx)
         except PydanticValidationError as exc:
             raise validation_error(exc) from exc
         except BadRequest as exc:

@@ -105,8 +105,10 @@ class User(Resource[Any]):
     display_name: str | None = None
     """The name shown for the person."""
 
-    active: bool | None = None
-    """false deactivates the membership: no sign-in to this workspace, sessions ended."""
+    active: Annotated[bool | None, Required.true] = None
+    """false deactivates the membership: no sign-in to this workspace, sessions ended. Required, as a
+    member is always one or the other (it cannot be removed); a request without it is read as
+    "unchanged" (POST: true)."""
 
     emails: Annotated[list[UserEmail] | None, Required.true] = None
     """E-mail addresses; one is needed to make the person's account."""
