@@ -32,3 +32,20 @@ WHERE t.kind = 'invite' AND t.used_at IS NULL AND t.expires_at > now() AND t.ema
 ORDER BY t.created_at DESC, t.id
 LIMIT 1
 FOR UPDATE OF t;
+
+-- name: sso_insert_state
+-- A new sign-in's state; states that ended more than an hour ago are cleared on the way.
+WITH cleared AS (DELETE FROM sso_states WHERE expires_at < now() - interval '1 hour')
+INSERT INTO sso_states (state_hash, browser_hash, provider, code_verifier, nonce_hash, next_path, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7));
+
+-- name: sso_spend_state
+-- Spends a live state of this provider and browser: of two concurrent uses exactly one gets the row.
+UPDATE sso_states SET used_at = now()
+WHERE state_hash = $1 AND browser_hash = $2 AND provider = $3 AND used_at IS NULL AND expires_at > now()
+RETURNING code_verifier, nonce_hash, next_path;
+
+-- name: sso_state_status
+-- Why a state could not be spent (unknown, another browser or provider, used, expired).
+SELECT provider, browser_hash, used_at IS NOT NULL AS used, expires_at <= now() AS expired
+FROM sso_states WHERE state_hash = $1;

@@ -1,0 +1,445 @@
+"""OAuth/OIDC single sign-on end to end: the real app in-process, a real OIDC provider (and a GitHub
+look-alike) on 127.0.0.1 with its own keys (tests/support/oidc_provider.py), a real database.
+
+A `Browser` follows the redirects as a browser would: GET /auth/sso/<p>/login (state cookie) ->
+the provider's authorization endpoint -> GET /auth/sso/<p>/callback?code&state -> the session cookie
+-> the API. Refusals: a wrong, replayed, expired or other-browser state; a replayed code; an
+unverified address; an ID token with a wrong nonce, audience, issuer, signature or expiry; an
+open redirect in `next`. Linking: only by a verified address, never into an unconfirmed account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import aiohttp
+import orjson
+import pytest
+from blacksheep import Application, Request
+from blacksheep.testing.helpers import get_example_scope
+from joserfc.jwk import RSAKey
+
+from control.policy.tokens import digest
+from control.services.sso_login import sign_in_by_verified_email
+from control.settings import load_settings
+from control.store.queries import q
+from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, Person
+
+PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+@dataclass
+class Hop:
+    status: int
+    headers: dict[str, str]
+    cookies: dict[str, str]          # name -> the whole Set-Cookie header
+    body: Any
+
+    @property
+    def location(self) -> str:
+        return self.headers["location"]
+
+    @property
+    def code(self) -> str:
+        return str(self.body["code"])
+
+
+@dataclass
+class Browser:
+    """One browser: keeps the cookies our server sets, follows the provider's redirect."""
+
+    app: Application
+    jar: dict[str, str] = field(default_factory=dict)
+
+    async def get(self, path: str) -> Hop:
+        path, _, query = path.partition("?")
+        scope = get_example_scope("GET", path, {}, query=query or None, cookies=dict(self.jar) or None)
+        request = Request.incoming(scope["method"], scope["raw_path"], scope["query_string"], scope["headers"])
+        request.scope = scope  # type: ignore[assignment]
+        response = await self.app.handle(request)
+        raw = await response.read() or b""
+        headers = {k.decode().lower(): v.decode() for k, v in response.headers}
+        cookies = {}
+        for value in response.headers.get(b"set-cookie"):
+            text = value.decode()
+            name, _, rest = text.partition("=")
+            cookies[name] = text
+            self.jar[name] = rest.split(";", 1)[0]
+        return Hop(response.status, headers, cookies, orjson.loads(raw) if raw else None)
+
+    async def start(self, provider: str, next_path: str | None = None) -> Hop:
+        query = "" if next_path is None else f"?next={quote(next_path, safe='/')}"
+        return await self.get(f"/auth/sso/{provider}/login{query}")
+
+    async def at_provider(self, authorize_url: str) -> str:
+        """The provider signs its current person in at once and sends the browser back: the
+        callback's path and query on our server."""
+        async with aiohttp.ClientSession() as http, http.get(authorize_url, allow_redirects=False) as resp:
+            assert resp.status == 302, await resp.text()
+            back = urlsplit(resp.headers["Location"])
+        assert f"{back.scheme}://{back.netloc}" == PUBLIC_URL
+        return f"{back.path}?{back.query}"
+
+    async def sign_in(self, provider: str, next_path: str | None = None) -> tuple[Hop, str]:
+        begun = await self.start(provider, next_path)
+        assert begun.status == 302, begun.body
+        callback = await self.at_provider(begun.location)
+        return await self.get(callback), callback
+
+
+MakeSite = Callable[..., Awaitable[Application]]
+
+
+@pytest.fixture(scope="module")
+async def idp() -> AsyncIterator[OidcProvider]:
+    provider = await OidcProvider().start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
+
+
+@pytest.fixture(scope="module")
+def sso_config(idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sso") / "mittr.toml"
+    path.write_text(f"""
+[auth]
+public_url = "{PUBLIC_URL}"
+
+[sso]
+http_timeout_s = 5.0
+
+[sso.google]
+enabled = true
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+discovery_url = "{idp.url}/.well-known/openid-configuration"
+
+[sso.github]
+enabled = true
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+authorize_url = "{idp.url}/login/oauth/authorize"
+token_url = "{idp.url}/login/oauth/access_token"
+api_url = "{idp.url}/api"
+
+[sso.oidc.acme]
+enabled = true
+display_name = "Acme SSO"
+issuer = "{idp.url}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+token_auth_method = "client_secret_post"
+""")
+    return path
+
+
+@pytest.fixture
+async def make_site(db_url: str, pool: Any, sso_config: Path, idp: OidcProvider) -> AsyncIterator[MakeSite]:
+    from api.app import create_app
+
+    apps: list[Application] = []
+    idp.reset(Person(f"sub-{uuid.uuid4().hex[:8]}", "ada@example.com"))
+
+    async def make(**auth: str) -> Application:
+        env = {"DATABASE_URL": db_url, "MITTR_SECURITY__ENCRYPTION_KEY": os.environ["MITTR_SECURITY__ENCRYPTION_KEY"],
+               "MITTR_MAIL__OUTBOX_DIR": str(sso_config.parent / "outbox"),
+               **{f"MITTR_AUTH__{k.upper()}": v for k, v in auth.items()}}
+        app = create_app(load_settings(sso_config, env=env))
+        await app.start()
+        apps.append(app)
+        return app
+
+    try:
+        yield make
+    finally:
+        for app in reversed(apps):
+            await app.stop()
+
+
+@pytest.fixture
+async def site(make_site: MakeSite) -> Application:
+    return await make_site()
+
+
+async def login_audits(pool: Any) -> list[dict[str, Any]]:
+    rows = await pool.fetch("SELECT after FROM audit_logs WHERE action = 'login' ORDER BY id")
+    return [r["after"] for r in rows]
+
+
+# ---- the providers ---------------------------------------------------------------------------------
+
+async def test_providers_lists_the_configured_ones_publicly(site: Application) -> None:
+    hop = await Browser(site).get("/auth/providers")
+    assert hop.status == 200
+    assert hop.body == {"providers": [
+        {"id": "google", "name": "Google", "type": "oidc", "loginUrl": "/auth/sso/google/login"},
+        {"id": "github", "name": "GitHub", "type": "oauth2", "loginUrl": "/auth/sso/github/login"},
+        {"id": "acme", "name": "Acme SSO", "type": "oidc", "loginUrl": "/auth/sso/acme/login"}]}
+    unknown = await Browser(site).get("/auth/sso/okta/login")
+    assert unknown.status == 404 and unknown.code == "NOT_FOUND"
+
+
+# ---- success ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("provider", ["acme", "google"])
+async def test_oidc_sign_in_end_to_end(site: Application, pool: Any, idp: OidcProvider, provider: str) -> None:
+    browser = Browser(site)
+    begun = await browser.start(provider, "/endpoints?tab=all")
+    assert begun.status == 302
+    sso_cookie = begun.cookies["mittr_sso"]
+    assert "HttpOnly" in sso_cookie and "SameSite=Lax" in sso_cookie and "Path=/auth/sso" in sso_cookie
+    sent = parse_qs(urlsplit(begun.location).query)
+    assert begun.location.startswith(f"{idp.url}/authorize?")
+    assert sent["code_challenge_method"] == ["S256"] and len(sent["code_challenge"][0]) == 43
+    assert sent["redirect_uri"] == [f"{PUBLIC_URL}/auth/sso/{provider}/callback"]
+    assert sent["nonce"][0] and sent["state"][0] and "openid" in sent["scope"][0].split()
+    # Only digests are stored: neither the state nor the browser's cookie value is in the table.
+    stored = await pool.fetchrow("SELECT * FROM sso_states")
+    assert bytes(stored["state_hash"]) == digest(sent["state"][0])
+    assert bytes(stored["browser_hash"]) == digest(browser.jar["mittr_sso"])
+
+    done = await browser.get(await browser.at_provider(begun.location))
+    assert done.status == 302, done.body
+    assert done.location == "/endpoints?tab=all"
+    assert "HttpOnly" in done.cookies["mittr_session"]
+    assert idp.token_requests[-1]["code_verifier"]          # PKCE: the verifier went with the code
+
+    session = await browser.get("/auth/session")
+    assert session.status == 200
+    assert session.body["user"]["email"] == "ada@example.com" and session.body["user"]["emailVerified"] is True
+    assert session.body["role"] == "admin"                   # a new account with its own workspace
+    api = await browser.get("/api/v1/endpoints")
+    assert api.status == 200, api.body
+    assert await login_audits(pool) == [{"method": "oidc", "provider": provider, "newAccount": True,
+                                         "linked": True}]
+
+    again, _ = await Browser(site).sign_in(provider)
+    assert again.status == 302 and again.location == "/"
+    assert await pool.fetchval("SELECT count(*) FROM users") == 1
+    assert await pool.fetchval("SELECT count(*) FROM memberships") == 1
+    assert (await login_audits(pool))[-1] == {"method": "oidc", "provider": provider, "newAccount": False,
+                                              "linked": False}
+
+
+async def test_github_uses_the_primary_verified_address(site: Application, pool: Any, idp: OidcProvider) -> None:
+    idp.reset(Person("octocat", "octo@example.com", github_id=583231, github_emails=[
+        {"email": "old@example.com", "primary": False, "verified": True},
+        {"email": "Octo@Example.com", "primary": True, "verified": True}]))
+    browser = Browser(site)
+    begun = await browser.start("github")
+    assert begun.location.startswith(f"{idp.url}/login/oauth/authorize?")
+    assert "nonce" not in parse_qs(urlsplit(begun.location).query)
+    done = await browser.get(await browser.at_provider(begun.location))
+    assert done.status == 302, done.body
+    session = await browser.get("/auth/session")
+    assert session.body["user"]["email"] == "octo@example.com"
+    assert await pool.fetchval("SELECT subject FROM sso_identities WHERE provider = 'github'") == "583231"
+    assert (await login_audits(pool))[-1]["method"] == "oauth2"
+
+
+async def test_github_without_a_verified_primary_address_is_refused(site: Application, pool: Any,
+                                                                     idp: OidcProvider) -> None:
+    idp.reset(Person("octocat", "octo@example.com", github_emails=[
+        {"email": "octo@example.com", "primary": True, "verified": False},
+        {"email": "other@example.com", "primary": False, "verified": True}]))
+    done, _ = await Browser(site).sign_in("github")
+    assert done.status == 403 and done.code == "EMAIL_NOT_VERIFIED"
+    assert await pool.fetchval("SELECT count(*) FROM users") == 0
+
+
+# ---- the state -------------------------------------------------------------------------------------
+
+async def test_a_wrong_state_is_refused(site: Application, idp: OidcProvider) -> None:
+    browser = Browser(site)
+    begun = await browser.start("acme")
+    callback = await browser.at_provider(begun.location)
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    wrong = await browser.get(callback.replace(state, state[:-4] + "AAAA"))
+    assert wrong.status == 400 and wrong.code == "SSO_STATE_INVALID" and "mittr_session" not in wrong.cookies
+    missing = await browser.get(callback.replace(f"state={state}", "state="))
+    assert missing.status == 400 and missing.code == "SSO_STATE_INVALID"
+
+
+async def test_a_state_only_works_in_the_browser_that_started_it(site: Application) -> None:
+    """Login CSRF: a callback link made in one browser does not sign another one in."""
+    browser = Browser(site)
+    callback = await browser.at_provider((await browser.start("acme")).location)
+    other = await Browser(site).get(callback)
+    assert other.status == 400 and other.code == "SSO_STATE_INVALID"
+    stranger = Browser(site, {"mittr_sso": "x" * 43})
+    assert (await stranger.get(callback)).code == "SSO_STATE_INVALID"
+    assert (await browser.get(callback)).status == 302       # not used up by the refusals
+
+
+async def test_a_replayed_state_is_refused(site: Application) -> None:
+    browser = Browser(site)
+    done, callback = await browser.sign_in("acme")
+    assert done.status == 302
+    replay = await browser.get(callback)
+    assert replay.status == 400 and replay.code == "SSO_STATE_USED" and "mittr_session" not in replay.cookies
+
+
+async def test_an_expired_state_is_refused(site: Application, pool: Any) -> None:
+    browser = Browser(site)
+    callback = await browser.at_provider((await browser.start("acme")).location)
+    await pool.execute("UPDATE sso_states SET expires_at = now() - interval '1 second'")
+    late = await browser.get(callback)
+    assert late.status == 400 and late.code == "SSO_STATE_EXPIRED"
+
+
+async def test_next_must_be_a_path_on_this_server(site: Application) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "evil", "/a\tb"):
+        hop = await Browser(site).get(f"/auth/sso/acme/login?next={quote(target, safe='')}")
+        assert hop.status == 400 and hop.code == "VALIDATION_ERROR", target
+        assert "location" not in hop.headers
+
+
+# ---- the code and the ID token ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("provider", ["acme", "github"])
+async def test_a_replayed_code_is_refused_by_the_provider(site: Application, provider: str) -> None:
+    browser = Browser(site)
+    done, first = await browser.sign_in(provider)
+    assert done.status == 302
+    used_code = parse_qs(urlsplit(first).query)["code"][0]
+    # A fresh sign-in (new state) carrying the old code: the provider refuses it.
+    fresh = await browser.at_provider((await browser.start(provider)).location)
+    state = parse_qs(urlsplit(fresh).query)["state"][0]
+    replay = await browser.get(f"/auth/sso/{provider}/callback?code={used_code}&state={state}")
+    assert replay.status == 401 and replay.code == "SSO_CODE_REJECTED", replay.body
+    assert "mittr_session" not in replay.cookies
+
+
+async def test_a_provider_refusal_is_reported(site: Application) -> None:
+    browser = Browser(site)
+    begun = await browser.start("acme")
+    state = parse_qs(urlsplit(begun.location).query)["state"][0]
+    denied = await browser.get(f"/auth/sso/acme/callback?error=access_denied&state={state}")
+    assert denied.status == 401 and denied.code == "SSO_DENIED" and "access_denied" in denied.body["error"]
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"nonce": "not-the-nonce-of-this-sign-in"}, "nonce"),
+    ({"aud": "another-client"}, "aud"),
+    ({"iss": "http://127.0.0.1:1/other-issuer"}, "iss"),
+    ({"exp": int(time.time()) - 600, "iat": int(time.time()) - 900}, "expired"),
+    ({"azp": "another-client", "aud": [CLIENT_ID, "another-client"]}, "azp"),
+    ({"nonce": None}, "nonce"),
+])
+async def test_id_token_checks(site: Application, pool: Any, idp: OidcProvider, change: dict[str, Any],
+                               says: str) -> None:
+    idp.id_token_changes = change
+    done, _ = await Browser(site).sign_in("acme")
+    assert done.status == 401 and done.code == "SSO_TOKEN_INVALID", done.body
+    assert says in done.body["error"]
+    assert await pool.fetchval("SELECT count(*) FROM sessions") == 0
+
+
+async def test_an_id_token_signed_by_another_key_is_refused(site: Application, idp: OidcProvider) -> None:
+    idp.sign_with = RSAKey.generate_key(2048, parameters={"kid": "k1"})    # same key id, other key
+    done, _ = await Browser(site).sign_in("acme")
+    assert done.status == 401 and done.code == "SSO_TOKEN_INVALID"
+
+
+# ---- verified addresses and linking ----------------------------------------------------------------
+
+async def test_an_unverified_address_is_refused(site: Application, pool: Any, idp: OidcProvider) -> None:
+    idp.reset(Person("sub-unverified", "eve@example.com", email_verified=False))
+    done, _ = await Browser(site).sign_in("acme")
+    assert done.status == 403 and done.code == "EMAIL_NOT_VERIFIED"
+    assert await pool.fetchval("SELECT count(*) FROM users") == 0
+    # No email_verified in the ID token nor in userinfo: not verified either.
+    idp.reset(Person("sub-silent", "eve@example.com", email_verified=None))
+    silent, _ = await Browser(site).sign_in("acme")
+    assert silent.status == 403 and silent.code == "EMAIL_NOT_VERIFIED"
+
+
+async def test_linking_happens_only_through_a_verified_address(site: Application, pool: Any,
+                                                               idp: OidcProvider) -> None:
+    owner = Browser(site)
+    made = await owner.sign_in("github")       # the owner's account (GitHub verified the address)
+    assert made[0].status == 302
+    mine = await owner.get("/auth/session")
+    # Someone at the OIDC provider claims the owner's address, unverified: no way in, no link.
+    idp.reset(Person("attacker", "ada@example.com", email_verified=False))
+    attacker = Browser(site)
+    refused, _ = await attacker.sign_in("acme")
+    assert refused.status == 403 and refused.code == "EMAIL_NOT_VERIFIED"
+    assert await pool.fetchval("SELECT count(*) FROM sso_identities WHERE provider = 'acme'") == 0
+    # The owner at the OIDC provider, verified: the same account and workspace, now linked.
+    idp.reset(Person("ada-at-acme", "ada@example.com"))
+    linked = Browser(site)
+    ok, _ = await linked.sign_in("acme")
+    assert ok.status == 302
+    theirs = await linked.get("/auth/session")
+    assert theirs.body["user"]["email"] == mine.body["user"]["email"]
+    assert theirs.body["workspace"] == mine.body["workspace"]
+    assert await pool.fetchval("SELECT count(*) FROM users") == 1
+    owners = await pool.fetch("SELECT provider, user_id FROM sso_identities ORDER BY provider")
+    assert [r["provider"] for r in owners] == ["acme", "github"] and owners[0]["user_id"] == owners[1]["user_id"]
+
+
+async def test_an_unconfirmed_local_account_is_never_taken_over(site: Application, pool: Any,
+                                                                idp: OidcProvider) -> None:
+    """Pre-account hijacking: someone signed up with the victim's address and never confirmed it;
+    the victim's verified SSO sign-in must not land in (or link to) that account."""
+    squatted = await site.handle(_post_json("/auth/signup", {"email": "ada@example.com",
+                                                             "password": "correct horse battery"}))
+    assert squatted.status == 201
+    done, _ = await Browser(site).sign_in("acme")
+    assert done.status == 403 and done.code == "ACCOUNT_NOT_VERIFIED"
+    assert await pool.fetchval("SELECT count(*) FROM sso_identities") == 0
+
+
+def _post_json(path: str, body: Any) -> Request:
+    scope = get_example_scope("POST", path, {"content-type": "application/json"})
+    request = Request.incoming(scope["method"], scope["raw_path"], scope["query_string"], scope["headers"])
+    request.scope = scope  # type: ignore[assignment]
+    from blacksheep import Content
+    request.content = Content(b"application/json", orjson.dumps(body))
+    return request
+
+
+# ---- where a new person lands ----------------------------------------------------------------------
+
+async def test_a_pending_invitation_is_joined(site: Application, pool: Any) -> None:
+    from control.services.keys import create_client
+
+    workspace = await create_client(pool, "Team Rocket")
+    await pool.fetchrow(q("upsert_invitation"), digest("mti_test"), workspace["id"], "ada@example.com", "editor",
+                        None, 3600.0)
+    browser = Browser(site)
+    done, _ = await browser.sign_in("acme")
+    assert done.status == 302, done.body
+    session = await browser.get("/auth/session")
+    assert session.body["workspace"]["id"] == str(workspace["id"]) and session.body["role"] == "editor"
+    assert await pool.fetchval("SELECT count(*) FROM clients") == 1        # no workspace of its own
+    assert await pool.fetchval("SELECT used_at IS NOT NULL FROM auth_tokens WHERE kind = 'invite'")
+
+
+async def test_sign_up_turned_off_refuses_new_people(make_site: MakeSite, pool: Any) -> None:
+    site = await make_site(allow_signup="false")
+    done, _ = await Browser(site).sign_in("acme")
+    assert done.status == 403 and done.code == "SIGNUP_DISABLED"
+    assert await pool.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_two_first_sign_ins_at_once_make_one_account(site: Application, pool: Any) -> None:
+    from api.context import ctx
+
+    settings = ctx().settings
+    results = await asyncio.gather(*(sign_in_by_verified_email(
+        pool, settings, email="twin@example.com", name="Twin", method="oidc", provider=p, subject="s",
+        client_id=None, ip=None, user_agent=None) for p in ("google", "acme")))
+    assert results[0].body["user"]["id"] == results[1].body["user"]["id"]
+    assert await pool.fetchval("SELECT count(*) FROM users") == 1
+    assert await pool.fetchval("SELECT count(*) FROM sso_identities") == 2
