@@ -70,7 +70,8 @@ BROKER_CONFIG: dict[str, Any] = {"oneOf": [
 _NON_BLANK = "\\S"
 JSONPATH: dict[str, Any] = {
     "type": "string", "minLength": 1, "maxLength": 512,
-    "pattern": "^\\$(\\.[A-Za-z_][A-Za-z0-9_-]*|\\[-?[0-9]+\\]|\\[('([^'\\\\]|\\\\.)*'|\"([^\"\\\\]|\\\\.)*\")\\])*$",
+    "pattern": "^\\$(\\.[A-Za-z_][A-Za-z0-9_-]*|\\[-?[0-9]+\\]"
+               "|\\[('([^'\\\\]|\\\\[\\\\'\"ntr/])*'|\"([^\"\\\\]|\\\\[\\\\'\"ntr/])*\")\\])*$",
     "description": "a JSONPath from the event's root: $, .name, [index], ['quoted name']",
     "example": "$.data.orderId"}
 _IPV4 = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"

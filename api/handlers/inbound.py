@@ -9,27 +9,63 @@ from blacksheep import Request, Response
 
 from api.context import ctx
 from api.csrf import own_origin
+from api.handlers.endpoints import JSONPATH
 from api.http import empty_response, json_response, query_one, read_body, read_json
 from api.routes import list_of, nullable
 from api.routing import PAGE, ROUTES, authed, route_id
+from control.policy.inbound_presets import catalogue
+from control.policy.inbound_verify import MAX_SECRET, MODES
 from control.services.events import EventService
 from control.services.inbound import MAX_DESTINATIONS, InboundService, Incoming, presets_json
 from control.services.principal import Principal
 from control.validate import limit_param
 
 TIME = {"type": "string", "format": "date-time"}
-INBOUND_BODY: dict[str, Any] = {"type": "object", "properties": {
-    "name": {"type": "string", "minLength": 1, "maxLength": 200},
-    "pathSuffix": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$"},
-    "source": {"type": "string", "minLength": 1, "maxLength": 64},
-    "sourceConfig": {"type": "object", "additionalProperties": {"type": "string"},
-                     "description": "the secrets the preset's mode needs (secret | username+password | token); "
-                                    "returned only by the create call, masked afterwards"},
-    "destinationIds": {"type": "array", "maxItems": MAX_DESTINATIONS, "items": {"type": "string", "format": "uuid"}},
-    "eventTypeMapping": nullable({"type": "string", "maxLength": 1024}),
-    "description": {"type": "string", "maxLength": 2000},
-    "transformation": nullable({"type": "string", "maxLength": 65536}),
-    "status": {"type": "string", "enum": ["active", "inactive"]}}}
+# What control/services/inbound.py (_parse) checks. The presets come from config/inbound_presets.toml;
+# each names a verification mode, and the mode says which secrets sourceConfig holds.
+_PRESETS = catalogue()
+_SECRET: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_SECRET}
+_MODE_SECRET: dict[str, dict[str, Any]] = {
+    "standard_webhooks": {**_SECRET, "pattern": "^(whsec_)?([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+                          "description": "whsec_ then the base64 key (the prefix is optional)"}}
+
+
+def _source_config(mode: str) -> dict[str, Any]:
+    names = MODES[mode].secrets
+    return {"type": "object", "additionalProperties": False, "nullable": not names,
+            **({"required": list(names)} if names else {}),
+            "properties": {n: _MODE_SECRET.get(mode, _SECRET) for n in names},
+            "description": f"the {mode} mode's secrets: {', '.join(names) or 'none'}"}
+
+
+_INBOUND_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S", "example": "GitHub Webhooks"},
+    "pathSuffix": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$", "example": "github-prod"},
+    "source": {"type": "string", "enum": sorted(_PRESETS), "description": "a preset (GET /api/v1/inbound-presets)"},
+    "sourceConfig": nullable({"type": "object", "additionalProperties": {"type": "string"},
+                              "description": "the secrets the preset's mode needs (secret | username+password | "
+                                             "token); returned only by the create call, masked afterwards"}),
+    "destinationIds": nullable({"type": "array", "maxItems": MAX_DESTINATIONS,
+                                "items": {"type": "string", "format": "uuid"},
+                                "description": "endpoints of yours to forward to (none: fan out by event type)"}),
+    "eventTypeMapping": nullable({**JSONPATH, "maxLength": 1024, "description": "a JSONPath over {headers, query, "
+                                  "data} giving the event type", "example": "$.headers.X-GitHub-Event"}),
+    "description": nullable({"type": "string", "maxLength": 2000}),
+    "transformation": nullable({"type": "string", "maxLength": 65536,
+                                "description": "JavaScript defining handler(webhook); refused if it does not compile"}),
+    "status": nullable({"type": "string", "enum": ["active", "inactive"]})}
+INBOUND_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": _INBOUND_FIELDS}
+# Create: name, pathSuffix and source, with the secrets of the source's mode (oneOf by mode).
+CREATE_INBOUND_BODY: dict[str, Any] = {
+    "type": "object", "required": ["name", "pathSuffix", "source"], "additionalProperties": False,
+    "properties": _INBOUND_FIELDS,
+    "oneOf": [{"title": mode, "properties": {
+        "source": {"type": "string", "enum": sorted(k for k, p in _PRESETS.items() if p.mode == mode)},
+        "sourceConfig": _source_config(mode)}, **({"required": ["sourceConfig"]} if MODES[mode].secrets else {})}
+        for mode in sorted({p.mode for p in _PRESETS.values()})],
+    "example": {"name": "GitHub Webhooks", "pathSuffix": "github-prod", "source": "github",
+                "sourceConfig": {"secret": "your-github-webhook-secret"},
+                "eventTypeMapping": "$.headers.X-GitHub-Event", "description": "Production GitHub webhook receiver"}}
 INBOUND = ROUTES.component("InboundEndpoint", {
     "type": "object",
     "required": ["id", "name", "pathSuffix", "url", "source", "mode", "sourceConfig", "destinationIds",
@@ -60,7 +96,7 @@ def inbound() -> InboundService:
 
 
 @ROUTES.add("POST", "/api/v1/inbound-endpoints", "Create an inbound endpoint (a public URL for one platform)",
-            "inbound", "inbound:write", 201, body={**INBOUND_BODY, "required": ["name", "pathSuffix", "source"]},
+            "inbound", "inbound:write", 201, body=CREATE_INBOUND_BODY,
             response=INBOUND, responses={409: "The path suffix is taken"})
 @authed()
 async def create_inbound_endpoint(request: Request, who: Principal) -> Response:
