@@ -28,6 +28,7 @@ from control.services.api_keys import create_api_key
 from control.services.keys import create_client, create_key
 from control.services.principal import Principal
 from control.services.retention import PruneReport, RetentionPolicy, prune
+from control.services.sso import check_settings as check_sso_settings
 from control.settings import Settings, SettingsError, load_settings
 from control.store.db import connect, migrate
 from control.store.queries import q
@@ -44,6 +45,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     try:
         settings = load_settings(getattr(args, "config", None))
         check_account_settings(settings)    # the plan catalogue and egress addresses, before anything starts
+        check_sso_settings(settings)        # the [sso] providers
         return settings
     except (SettingsError, OSError) as exc:
         raise SystemExit(f"mittr: configuration error: {exc}") from exc
