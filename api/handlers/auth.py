@@ -18,8 +18,10 @@ from api.csrf import check_origin, origin_of
 from api.http import empty_response, header, json_response, read_json
 from api.routing import ROUTES
 from control.errors import BadRequest, Unauthorized
-from control.services.accounts import AccountService, SignedIn
+from control.policy.passwords import COMMON, MAX_LENGTH, MIN_LENGTH
+from control.services.accounts import MAX_COMPANY_NAME, MAX_LOGIN_PASSWORD, MAX_TOKEN_LENGTH, AccountService, SignedIn
 from control.services.sessions import COOKIE
+from control.services.users import EMAIL_RE
 
 log = logging.getLogger("mittr.api")
 _warned_host_links: list[bool] = []
@@ -46,8 +48,14 @@ SESSION: dict[str, Any] = {
         "createdAt": {"type": "string"},
         "expiresAt": {"type": "string"}}}
 MESSAGE: dict[str, Any] = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
-_EMAIL = {"type": "string", "maxLength": 254}
-_TOKEN = {"type": "string", "maxLength": 200}
+# What control/services/users.parse_email, accounts.parse_token and passwords.check_strength check.
+_EMAIL = {"type": "string", "maxLength": 254, "pattern": EMAIL_RE.pattern, "example": "alice@example.com"}
+_TOKEN = {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_LENGTH}
+NEW_PASSWORD: dict[str, Any] = {
+    "type": "string", "minLength": MIN_LENGTH, "maxLength": MAX_LENGTH, "pattern": "^(?!(.)\\1*$)",
+    "not": {"enum": sorted(COMMON)}, "example": "correct-horse-battery",
+    "description": "not one character repeated, not a common password (in any case), not the e-mail address "
+                   "or its name part"}
 
 
 def accounts() -> AccountService:
@@ -106,8 +114,9 @@ def _session_token(request: Request) -> str:
 
 @ROUTES.add("POST", "/auth/signup", "Sign up: a new workspace, its first admin, and a session", "auth", None, 201,
             body={"type": "object", "required": ["email", "password"], "properties": {
-                "email": _EMAIL, "password": {"type": "string", "minLength": 8, "maxLength": 128},
-                "companyName": {"type": "string", "minLength": 1, "maxLength": 200}}},
+                "email": _EMAIL, "password": NEW_PASSWORD,
+                "companyName": {"type": "string", "minLength": 1, "maxLength": MAX_COMPANY_NAME, "example": "Acme",
+                                "pattern": "^[^\\x00-\\x1f\\x7f]*[^\\s\\x00-\\x1f\\x7f][^\\x00-\\x1f\\x7f]*$"}}},
             responses={403: "Sent from another site (Origin or Referer)",
                        409: "An account with this e-mail address already exists"},
             response=SIGNED_IN)
@@ -120,8 +129,8 @@ async def signup(request: Request) -> Response:
 
 @ROUTES.add("POST", "/auth/login", "Log in with e-mail and password (sets the mittr_session cookie)", "auth", None,
             body={"type": "object", "required": ["email", "password"], "properties": {
-                "email": _EMAIL, "password": {"type": "string", "maxLength": 1024},
-                "workspaceId": {"type": "string"}}},
+                "email": _EMAIL, "password": {"type": "string", "minLength": 1, "maxLength": MAX_LOGIN_PASSWORD},
+                "workspaceId": {"type": "string", "format": "uuid"}}},
             responses={401: "Wrong e-mail address or password (one answer for both)",
                        403: "Sent from another site, or the account belongs to no workspace",
                        404: "Not a member of the workspace asked for",
@@ -154,7 +163,7 @@ async def forgot_password(request: Request) -> Response:
 @ROUTES.add("POST", "/auth/reset-password", "Set a new password with the token from the mail; signs out everywhere",
             "auth", None,
             body={"type": "object", "required": ["token", "newPassword"], "properties": {
-                "token": _TOKEN, "newPassword": {"type": "string", "minLength": 8, "maxLength": 128}}},
+                "token": _TOKEN, "newPassword": NEW_PASSWORD}},
             responses={400: "Invalid request, a weak password, or an invalid, used or expired token"},
             response=MESSAGE)
 async def reset_password(request: Request) -> Response:

@@ -96,7 +96,7 @@ async def remove_member(request: Request, who: Principal) -> Response:
 
 
 @ROUTES.add("GET", "/auth/invite-status", "Look at an invitation without accepting it", "auth", None,
-            query=(("token", {"type": "string"}),), response=STATUS,
+            query=(("token", {"type": "string", "minLength": 1, "maxLength": 200}, True),), response=STATUS,
             responses={400: "Unknown, revoked or replaced invitation token"})
 async def invite_status(request: Request) -> Response:
     return json_response(await team().status(query_one(request, "token")))

@@ -15,7 +15,7 @@ from control.errors import ValidationError
 
 MIN_LENGTH, MAX_LENGTH = 8, 128
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
-_COMMON = frozenset("""
+COMMON = frozenset("""   # compared lower-cased; the OpenAPI document lists them too
 password password1 password12 password123 12345678 123456789 1234567890 qwertyui qwerty123
 qwertyuiop iloveyou abc12345 11111111 00000000 letmein1 welcome1 admin123 passw0rd sunshine
 princess football baseball dragon123 monkey123 trustno1 superman 87654321 asdfghjk zaq12wsx
@@ -33,7 +33,7 @@ def check_strength(password: object, email: str = "", field: str = "password") -
     local = email.lower().split("@", 1)[0]
     if lowered == email.lower() or (len(local) >= 4 and lowered == local):
         raise ValidationError(f"{field}: must not be your e-mail address")
-    if len(set(password)) == 1 or lowered in _COMMON:
+    if len(set(password)) == 1 or lowered in COMMON:
         raise ValidationError(f"{field}: too easy to guess; choose a longer or less common password")
     return password
 
