@@ -3,8 +3,12 @@ scheduled change, and the period rollover. The state lives in Postgres (migratio
 provider (control/services/billing_providers.py); the arithmetic is control/policy/proration.py.
 
 Every mutation runs in one transaction under the subscription's row lock and writes its audit row
-there. Before any read or change, a subscription whose period has ended is rolled over (renewed on
-its plan or its scheduled one, with a renewal invoice; or ended when it was canceled): the same
+there. With a remote provider (Stripe) the change is made there first, in that transaction, and what
+the provider reports (its answer, then its webhooks: `apply_remote`, `record_invoice`) is recorded;
+such a provider renews and invoices itself, so the rollover leaves its subscriptions alone.
+
+Before any read or change, a subscription whose period has ended is rolled over (renewed on its
+plan or its scheduled one, with a renewal invoice; or ended when it was canceled): the same
 function serves the sweep (`rollover_due`), and a renewal invoice is unique per period, so running
 it twice changes nothing.
 """
@@ -25,7 +29,15 @@ from control.policy.plans import Catalogue, Plan, plan_json
 from control.policy.proration import CYCLES, Cycle, Proration, apply_credit, period_end, price, prorate
 from control.services import audit
 from control.services.account import catalogue
-from control.services.billing_providers import BillingProvider, LocalProvider, PageKind, PageLink, provider_for
+from control.services.billing_providers import (
+    BillingProvider,
+    LocalProvider,
+    PageKind,
+    PageLink,
+    RemoteInvoice,
+    RemoteState,
+    provider_for,
+)
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
@@ -35,6 +47,7 @@ CHECKOUT_FIELDS = frozenset({"planId", "cycle"})
 MAX_ROLLOVERS = 120            # periods caught up in one go (ten years of months)
 OVERVIEW_INVOICES = 10
 ROLLOVER_BATCH = 100
+REMOTE_PROVIDERS = ["stripe"]  # they renew their subscriptions themselves: never rolled over here
 
 log = logging.getLogger("mittr.billing")
 
@@ -113,9 +126,14 @@ class BillingService:
     async def _current(self, conn: asyncpg.Connection, client_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
         """The workspace's subscription, locked and rolled over to `now` (the caller's transaction)."""
         row = await conn.fetchrow(q("subscription_lock"), client_id)
-        if row is not None and row["status"] == "active" and row["current_period_end"] <= now:
+        if row is not None and row["status"] == "active" and row["current_period_end"] <= now \
+                and row["provider"] not in REMOTE_PROVIDERS:
             row = await self._roll(conn, row, now)
         return row
+
+    def _remote(self, row: asyncpg.Record) -> bool:
+        """Changes to this subscription are made at the provider (and only then recorded here)."""
+        return self.provider.remote and row["provider"] == self.provider.name
 
     async def _workspace_plan(self, conn: asyncpg.Connection, client_id: uuid.UUID) -> Plan:
         found = await conn.fetchrow(q("client_plan"), client_id)
@@ -173,7 +191,7 @@ class BillingService:
             row = await self._current(conn, who.client_id, at)
             if row is not None and row["status"] == "active":
                 return await self._change(conn, who, row, plan, cycle, at)
-            start = self.provider.checkout(who.client_id, plan, cycle, origin, page_state(row))
+            start = await self.provider.checkout(conn, who.client_id, plan, cycle, origin, page_state(row))
             if not start.activate_now:
                 return {"status": "pending", "url": start.url, "subscription": subscription_json(
                     row, self.plans, await self._workspace_plan(conn, who.client_id)), "invoice": None}
@@ -202,6 +220,8 @@ class BillingService:
         p = self._prorate(row, plan, cycle, at)
         before = subscription_json(row, self.plans, plan)
         invoice = None
+        if self._remote(row):
+            return await self._change_remote(conn, who, row, plan, cycle, p)
         if p.effective == "now":
             old = self.plans.plan_for(row["plan_id"])
             new = await self._update(conn, row, plan_id=plan.id, cycle=cycle, start=p.period_start,
@@ -222,6 +242,25 @@ class BillingService:
         return {"status": "active" if p.effective == "now" else "scheduled", "url": None, "subscription": out,
                 "proration": proration_json(p, plan, cycle), "invoice": invoice_json(invoice) if invoice else None}
 
+    async def _change_remote(self, conn: asyncpg.Connection, who: Principal, row: asyncpg.Record, plan: Plan,
+                             cycle: Cycle, p: Proration) -> dict[str, Any]:
+        """The same decision as the local provider's (upgrade now, anything else at renewal), made at
+        the provider: its proration invoice and the period it reports are what is recorded."""
+        before = subscription_json(row, self.plans, plan)
+        done = await self.provider.change(conn, row, plan, cycle, p.effective == "now")
+        if done.state is not None:
+            new = await self._set_state(conn, row["client_id"], row, done.state) or row
+            action = "update"
+        else:
+            new = await self._update(conn, row, scheduled=(plan.id, cycle))
+            action = "schedule"
+        invoice = await self.record_invoice(conn, row["client_id"], done.invoice) if done.invoice else None
+        out = subscription_json(new, self.plans, self.plans.plan_for(new["plan_id"]))
+        extra = {"proration": proration_json(p, plan, cycle), "invoice": invoice_json(invoice) if invoice else None}
+        await audit.record(conn, who, action, "subscription", row["client_id"], before=before, after={**out, **extra})
+        status = "pending" if done.pay_url else "active" if p.effective == "now" else "scheduled"
+        return {"status": status, "url": done.pay_url, "subscription": out, **extra}
+
     async def _mutate(self, who: Principal, action: str, check: str, link: PageLink | None = None,
                       **changes: Any) -> dict[str, Any]:
         """cancel / resume / unschedule: a flag change on the active subscription, refused (409) when
@@ -237,7 +276,13 @@ class BillingService:
             if check == "scheduled" and row["scheduled_plan_id"] is None:
                 raise InvalidState("no scheduled plan change to undo")
             plan = self.plans.plan_for(row["plan_id"])
-            new = await self._update(conn, row, **changes)
+            if self._remote(row) and "cancel" in changes:
+                state = await self.provider.set_cancel(conn, row, bool(changes["cancel"]))
+                new = await self._set_state(conn, row["client_id"], row, state) or row
+            else:
+                if self._remote(row):
+                    await self.provider.unschedule(conn, row)
+                new = await self._update(conn, row, **changes)
             out = subscription_json(new, self.plans, plan)
             await audit.record(conn, who, action, "subscription", who.client_id,
                                before=subscription_json(row, self.plans, plan), after=out)
@@ -255,7 +300,7 @@ class BillingService:
     async def portal(self, who: Principal, origin: str) -> dict[str, Any]:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._current(conn, who.client_id, datetime.now(UTC))
-        return {"url": self.provider.portal_url(who.client_id, origin, page_state(row))}
+            return {"url": await self.provider.portal_url(conn, who.client_id, origin, page_state(row))}
 
     # -- the local provider's pages -------------------------------------------------------------
 
@@ -356,7 +401,8 @@ class BillingService:
         number of times: each workspace is handled under its row lock). Returns how many."""
         at = now or datetime.now(UTC)
         done = 0
-        for client_id in [r["client_id"] for r in await self.pool.fetch(q("subscriptions_due"), at, batch)]:
+        due = await self.pool.fetch(q("subscriptions_due"), at, batch, REMOTE_PROVIDERS)
+        for client_id in [r["client_id"] for r in due]:
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._current(conn, client_id, at)
             done += 1
@@ -387,6 +433,76 @@ class BillingService:
 
     async def aclose(self) -> None:
         await self._job.aclose()
+        await self.provider.aclose()
+
+    # -- what a remote provider reports ------------------------------------------------------------
+
+    async def plan_cycle(self, conn: asyncpg.Connection, client_id: uuid.UUID) -> tuple[str, Cycle]:
+        """The workspace's plan and cycle now (an invoice that names no known price is for it)."""
+        row = await conn.fetchrow(q("subscription_get"), client_id)
+        if row is not None:
+            return row["plan_id"], cast(Cycle, row["cycle"])
+        return (await self._workspace_plan(conn, client_id)).id, "monthly"
+
+    async def apply_remote(self, conn: asyncpg.Connection, client_id: uuid.UUID, state: RemoteState,
+                           label: str) -> None:
+        """Record the subscription as the provider reports it (a webhook), under its row lock, with
+        an audit row when anything changed: create, renew, expire or update."""
+        row = await conn.fetchrow(q("subscription_lock"), client_id)
+        new = await self._set_state(conn, client_id, row, state)
+        if new is None:
+            return
+        if row is None or row["status"] != "active":
+            action = "create"
+        elif new["status"] == "canceled":
+            action = "expire"
+        elif new["current_period_start"] >= row["current_period_end"]:
+            action = "renew"
+        else:
+            action = "update"
+        plan = self.plans.plan_for(new["plan_id"])
+        await audit.record(conn, _system(client_id, label), action, "subscription", client_id,
+                           before=subscription_json(row, self.plans, plan) if row else None,
+                           after=subscription_json(new, self.plans, plan))
+
+    async def _set_state(self, conn: asyncpg.Connection, client_id: uuid.UUID, row: asyncpg.Record | None,
+                         state: RemoteState) -> asyncpg.Record | None:
+        """The row made to say what `state` says (and the workspace's plan with it); None when it
+        said so already."""
+        scheduled: tuple[str, str] | bool | None = state.scheduled
+        if state.status == "canceled":
+            scheduled = None
+        elif scheduled is False:
+            scheduled = (row["scheduled_plan_id"], row["scheduled_cycle"]) \
+                if row is not None and row["scheduled_plan_id"] is not None else None
+        target = (state.status, state.plan_id, state.cycle, state.start, state.end,
+                  state.cancel_at_period_end and state.status == "active", scheduled)
+        if row is not None:
+            held = (row["status"], row["plan_id"], row["cycle"], row["current_period_start"],
+                    row["current_period_end"], row["cancel_at_period_end"],
+                    (row["scheduled_plan_id"], row["scheduled_cycle"]) if row["scheduled_plan_id"] else None)
+            if held == target:
+                return None
+        elif state.status != "active":
+            return None                         # never started here: nothing to end
+        if row is None or (row["status"] != "active" and state.status == "active"):
+            row = await conn.fetchrow(q("subscription_upsert"), client_id, self.provider.name, state.plan_id,
+                                      state.cycle, state.start, state.end, 0)
+        new = await self._update(conn, row, plan_id=state.plan_id, cycle=state.cycle, status=state.status,
+                                 start=state.start, end=state.end, cancel=bool(target[5]), scheduled=scheduled)
+        await conn.execute(q("set_client_plan"), client_id,
+                           state.plan_id if state.status == "active" else self.plans.default.id)
+        return new
+
+    async def record_invoice(self, conn: asyncpg.Connection, client_id: uuid.UUID,
+                             invoice: RemoteInvoice) -> asyncpg.Record:
+        """A provider's invoice, numbered with the workspace's others on first sight; its status
+        follows later reports (never from paid or void back to open)."""
+        row: asyncpg.Record = await conn.fetchrow(
+            q("invoice_upsert_external"), uuid.uuid4(), client_id, self.provider.name, invoice.reason,
+            invoice.plan_id, invoice.cycle, invoice.start, invoice.end, invoice.lines, invoice.total_cents,
+            invoice.status, invoice.external_id)
+        return row
 
     # -- storage ------------------------------------------------------------------------------------
 

@@ -7,7 +7,12 @@ and the portal are small pages this server renders (api/handlers/billing_pages.p
 single-use link: the token is sealed with the server's encryption key (AES-GCM, so it can be neither
 read nor forged), expires, and names the subscription's state when it was made, so once a POST on
 the page has changed the subscription (or anything else has) the link is dead. Invoices are recorded
-as `open` (the operator collects payment outside Mittr). No other provider ships.
+as `open` (the operator collects payment outside Mittr).
+
+`stripe` (control/services/billing_stripe.py) is `remote`: Stripe holds the subscription, renews
+it and issues the invoices; Mittr's rows mirror what Stripe reports (webhooks), and the changes a
+workspace asks for are made at Stripe first (the `remote` methods below), inside the transaction
+that then records them.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import asyncpg
 
 from control.crypto import PREFIX, CryptoError, SecretBox, box_for
 from control.policy.plans import Plan
@@ -44,18 +52,66 @@ class PageLink:
     cycle: Cycle | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteState:
+    """A subscription as a remote provider reports it, in the columns of Mittr's row."""
+    status: Literal["active", "canceled"]
+    plan_id: str
+    cycle: Cycle
+    start: datetime
+    end: datetime
+    cancel_at_period_end: bool
+    scheduled: tuple[str, Cycle] | bool | None      # False: keep what the row says; None: none
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvoice:
+    """An invoice a remote provider issued, in the columns of Mittr's invoices."""
+    external_id: str
+    reason: Literal["checkout", "change", "renewal"]
+    status: Literal["open", "paid", "void"]
+    plan_id: str
+    cycle: Cycle
+    start: datetime
+    end: datetime
+    lines: list[dict[str, Any]]
+    total_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteChange:
+    """A plan change made at the provider: the subscription it reports now (None when the change
+    waits for the renewal), the invoice it issued for it, and where to pay when it waits for that."""
+    state: RemoteState | None
+    invoice: RemoteInvoice | None = None
+    pay_url: str | None = None
+
+
 class BillingProvider(Protocol):
     name: str
     invoice_status: str    # 'open' (to be collected) or 'paid' (the provider took the money)
+    remote: bool           # the provider renews and invoices (and says so by webhook); Mittr does not
 
-    def checkout(self, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str, state: str) -> CheckoutStart: ...
+    async def checkout(self, conn: asyncpg.Connection, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str,
+                       state: str) -> CheckoutStart: ...
 
-    def portal_url(self, client_id: uuid.UUID, origin: str, state: str) -> str: ...
+    async def portal_url(self, conn: asyncpg.Connection, client_id: uuid.UUID, origin: str, state: str) -> str: ...
+
+    # remote providers only: each makes the change at the provider, or raises (nothing is recorded)
+    async def change(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
+                     now: bool) -> RemoteChange: ...
+
+    async def set_cancel(self, conn: asyncpg.Connection, row: asyncpg.Record, cancel: bool) -> RemoteState: ...
+
+    async def unschedule(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class LocalProvider:
     name = "local"
     invoice_status = "open"
+    remote = False
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -89,21 +145,37 @@ class LocalProvider:
             return None
         return PageLink(kind, client_id, body["s"], body.get("p"), cycle)
 
-    def checkout(self, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str, state: str) -> CheckoutStart:
+    async def checkout(self, conn: asyncpg.Connection, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str,
+                       state: str) -> CheckoutStart:
         token = self.link("checkout", client_id, state, plan, cycle)
         return CheckoutStart(activate_now=False, url=f"{origin}/billing/local/checkout/{token}")
 
-    def portal_url(self, client_id: uuid.UUID, origin: str, state: str) -> str:
+    async def portal_url(self, conn: asyncpg.Connection, client_id: uuid.UUID, origin: str, state: str) -> str:
         return f"{origin}/billing/local/portal/{self.link('portal', client_id, state)}"
 
+    async def change(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
+                     now: bool) -> RemoteChange:
+        raise NotImplementedError("the local provider changes nothing elsewhere")
 
-PROVIDERS: dict[str, type[LocalProvider]] = {"local": LocalProvider, "manual": LocalProvider}
+    async def set_cancel(self, conn: asyncpg.Connection, row: asyncpg.Record, cancel: bool) -> RemoteState:
+        raise NotImplementedError("the local provider changes nothing elsewhere")
+
+    async def unschedule(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+        raise NotImplementedError("the local provider changes nothing elsewhere")
+
+    async def aclose(self) -> None:
+        return None
+
+
+PROVIDERS = ("local", "manual", "stripe")
 
 
 def provider_for(settings: Settings) -> BillingProvider:
-    """[billing] provider."""
+    """[billing] provider (its settings checked: a SettingsError names the first mistake)."""
     name = str(settings.section("billing")["provider"])
-    made = PROVIDERS.get(name)
-    if made is None:
-        raise SettingsError(f"billing.provider: unknown provider {name!r} (known: {', '.join(PROVIDERS)})")
-    return made(settings)
+    if name in ("local", "manual"):
+        return LocalProvider(settings)
+    if name == "stripe":
+        from control.services.billing_stripe import StripeProvider  # it builds on this module
+        return StripeProvider(settings)
+    raise SettingsError(f"billing.provider: unknown provider {name!r} (known: {', '.join(PROVIDERS)})")

@@ -72,8 +72,10 @@ SELECT * FROM invoices WHERE client_id = $1 AND ($2::bigint IS NULL OR number < 
 ORDER BY number DESC LIMIT $3;
 
 -- name: subscriptions_due
--- Active subscriptions whose period has ended (the rollover's work), oldest first.
+-- Active subscriptions whose period has ended (the rollover's work), oldest first; not those of
+-- the providers $3, which renew them themselves.
 SELECT client_id FROM subscriptions WHERE status = 'active' AND current_period_end <= $1
+  AND provider <> ALL($3::text[])
 ORDER BY current_period_end LIMIT $2;
 
 -- name: billing_rollover_try_lock
