@@ -75,11 +75,14 @@ async def make_tenant(app_client: Caller, pool: Any) -> dict[str, str]:
     assert status == 201, sub_account
     status, portal, _ = await app_client.call("POST", f"/api/v1/sub-accounts/{sub_account['id']}/sessions", {})
     assert status == 201, portal
+    status, scim_token, _ = await app_client.call("POST", "/api/v1/scim/tokens", {"name": "idp"})
+    assert status == 201, scim_token
     return {"endpoint": ep["id"], "event": ev["id"], "event_type": et["id"], "event_type_name": et["name"],
             "delivery": str(attempt_id), "project": project["id"],
             "team_member": str(member["id"]), "invite": str(invite_id),
             "sub_account": sub_account["id"], "portal_session": portal["session"]["id"],
-            "alert_rule": rule["id"], "connector": connector["name"], "inbound": inbound["id"]}
+            "alert_rule": rule["id"], "connector": connector["name"], "inbound": inbound["id"],
+            "scim_token": scim_token["id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -101,6 +104,8 @@ def fill(path: str, ids: dict[str, str]) -> str:
         key = "alert_rule"
     elif path.startswith("/api/v1/inbound-endpoints/"):
         key = "inbound"
+    elif path.startswith("/api/v1/scim/tokens/"):
+        key = "scim_token"
     else:
         key = "endpoint"
     name = ids["connector"] if path.startswith("/api/v1/connectors/") else ids["event_type_name"]
@@ -128,6 +133,8 @@ def valid_body(r: Route, tmp: Path) -> Any:
         return {**RULE, "description": "changed"}
     if r.path.startswith("/api/v1/connectors/"):
         return {"notify": ["alerts"]}
+    if r.path.startswith("/api/v1/scim/"):
+        return {"name": "changed"}
     return {"description": "changed"}
 
 
