@@ -82,10 +82,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
         sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
         sup.env["MITTR_SERVER__WORKERS"] = str(workers)   # the API divides per-key rate limits by it
-        owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        member = _join(db.url, shards)
         api = sup.add("api", api_argv(host, port, workers, _drain_s(settings)))
         for i in range(shards):
-            sup.add(f"shard-{i}", shard_argv(i, shards, owner))
+            sup.add(f"shard-{i}", shard_argv(i, shards, member, member=member))
 
         def announce() -> None:
             if first is not None:
@@ -96,7 +96,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"({shards} shard{'s' if shards != 1 else ''}, {workers} API worker{'s' if workers != 1 else ''}, "
                   f"database: {db.describe()})", flush=True)
 
-        return _supervise(sup, settings, announce, ApiStart(api, host, port, listen))
+        try:
+            return _supervise(sup, settings, announce, ApiStart(api, host, port, listen))
+        finally:
+            _leave(db.url, member)
     finally:
         listen.release()
         db.stop_if_started()
@@ -134,15 +137,58 @@ def cmd_engine(args: argparse.Namespace) -> int:
     db = _external_db(settings)
     asyncio.run(_prepare(settings, db.url))
     shards = args.shards or int(settings.engine["shards"]) or (os.cpu_count() or 1)
+    if args.first and not args.total:
+        raise SystemExit("mittr: --first needs --total (fixed slots); leave both out to share partitions by membership")
     if args.total and args.first + shards > args.total:
         raise SystemExit("mittr: --first + --shards must not exceed --total")
-    total = args.total or shards
-    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
     sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
     sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
-    for i in range(args.first, args.first + shards):
-        sup.add(f"shard-{i}", shard_argv(i, total, owner))
-    return _supervise(sup, settings)
+    if args.total:
+        # The explicit override: fixed slots, no membership (every host must be told its slots).
+        owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        for i in range(args.first, args.first + shards):
+            sup.add(f"shard-{i}", shard_argv(i, args.total, owner))
+        return _supervise(sup, settings)
+    member = _join(db.url, shards)
+    for i in range(shards):
+        sup.add(f"shard-{i}", shard_argv(i, shards, member, member=member))
+    try:
+        return _supervise(sup, settings)
+    finally:
+        _leave(db.url, member)
+
+
+def _join(url: str, shards: int) -> str:
+    """Register this engine process as a member before its shards start (they heartbeat it)."""
+    from engine.membership import new_member_id, register
+
+    member = new_member_id()
+
+    async def run() -> None:
+        conn = await connect(url)
+        try:
+            await register(conn, member, shards)
+        finally:
+            await conn.close()
+    asyncio.run(run())
+    return member
+
+
+def _leave(url: str, member: str) -> None:
+    """After the shards stopped (their leases released): the member is gone now, not after the
+    expiry, so the others take its ranges at once. A failure only delays that to the expiry."""
+    from engine.membership import leave
+
+    async def run() -> None:
+        conn = await connect(url)
+        try:
+            await leave(conn, member)
+        finally:
+            await conn.close()
+    try:
+        asyncio.run(run())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        log.warning("could not deregister the engine member; it expires by itself", extra={"error": str(exc)})
 
 
 def _metrics_dir(settings: Settings) -> str:
@@ -356,6 +402,20 @@ def _days(days: int) -> str:
     return f"{days} days" if days else "kept forever"
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from control.services.engine_status import engine_status, render
+
+    settings = _settings(args)
+
+    async def run(conn: asyncpg.Connection, _applied: list[str]) -> dict[str, Any] | str:
+        status = await engine_status(conn, float(settings.engine["lease_ttl_s"]))
+        return status.json() if args.json else render(status)
+
+    out = on_migrated_database(settings, run)
+    print(json.dumps(out) if args.json else out)
+    return 0
+
+
 def cmd_db_url(args: argparse.Namespace) -> int:
     settings = _settings(args)
     db = open_database(settings)
@@ -385,12 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--workers", type=int)
     a.set_defaults(func=cmd_api)
 
-    e = sub.add_parser("engine", help="run only engine shards (multi-host; needs DATABASE_URL)")
+    e = sub.add_parser("engine", help="run only engine shards (multi-host; needs DATABASE_URL); they join the "
+                                      "live engine members and take their share of the partitions by themselves")
     common(e)
     e.add_argument("--shards", type=int, help="shards to run here")
-    e.add_argument("--first", type=int, default=0, help="index of the first shard run here")
-    e.add_argument("--total", type=int, default=0, help="shards across all hosts (default: --shards)")
+    e.add_argument("--first", type=int, default=0,
+                   help="override: index of the first fixed slot run here (with --total; no membership)")
+    e.add_argument("--total", type=int, default=0,
+                   help="override: fixed slots across all hosts; every host must then be given its --first "
+                        "(default: no fixed slots, partitions follow the live members)")
     e.set_defaults(func=cmd_engine)
+
+    st = sub.add_parser("status", help="engine members, their partition ranges, lease epochs and ages, backlog")
+    common(st)
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.set_defaults(func=cmd_status)
 
     m = sub.add_parser("migrate", help="apply database migrations")
     common(m)

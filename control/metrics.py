@@ -14,12 +14,16 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from control.services.rollups import LATENCY_BOUNDS_MS
+
+if TYPE_CHECKING:
+    from control.services.engine_status import EngineStatus
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -96,6 +100,7 @@ class DatabaseFigures:
     breakers: dict[str, int] = field(default_factory=dict)                # circuit state -> endpoints
     leases: list[tuple[str, str, bool]] = field(default_factory=list)     # slot, owner, live
     shards: list[tuple[str, int, int]] = field(default_factory=list)      # slot, buffered, in flight
+    engine: EngineStatus | None = None    # members, ranges, backlog per range (`mittr status`)
 
 
 def _families(fig: DatabaseFigures) -> Iterator[Metric]:
@@ -119,6 +124,37 @@ def _families(fig: DatabaseFigures) -> Iterator[Metric]:
         in_flight.add_metric([slot], flying)
     yield buffered
     yield in_flight
+    if fig.engine is not None:
+        yield from _engine_families(fig.engine)
+
+
+def _engine_families(status: EngineStatus) -> Iterator[Metric]:
+    """Membership and ranges, as `mittr status` shows them (control/services/engine_status.py)."""
+    up = GaugeMetricFamily("mittr_engine_member_up", "1 while an engine member heartbeats within the lease TTL",
+                           labels=["member", "host"])
+    shards = GaugeMetricFamily("mittr_engine_member_shards", "Shards an engine member runs", labels=["member", "host"])
+    beat = GaugeMetricFamily("mittr_engine_member_heartbeat_age_seconds", "Seconds since a member's last heartbeat",
+                             labels=["member", "host"])
+    for m in status.members:
+        up.add_metric([m.id, m.host], 1 if m.live else 0)
+        shards.add_metric([m.id, m.host], m.shards)
+        beat.add_metric([m.id, m.host], m.heartbeat_age_s)
+    yield from (up, shards, beat)
+    labels = ["slot", "owner", "member"]
+    epoch = GaugeMetricFamily("mittr_lease_epoch", "Fencing epoch of the lease on a partition range", labels=labels)
+    age = GaugeMetricFamily("mittr_lease_renewed_age_seconds", "Seconds since the lease was last renewed",
+                            labels=labels)
+    backlog = GaugeMetricFamily("mittr_range_backlog", "Unfinished deliveries (queued, failed, delivering) "
+                                "in the partition range", labels=labels)
+    for r in status.ranges:
+        values = [r.slot, r.owner, r.member or ""]
+        epoch.add_metric(values, r.epoch)
+        age.add_metric(values, r.renewed_age_s)
+        backlog.add_metric(values, r.backlog)
+    yield from (epoch, age, backlog)
+    unleased = GaugeMetricFamily("mittr_unleased_backlog", "Unfinished deliveries in partitions no live lease covers")
+    unleased.add_metric([], status.unleased_backlog)
+    yield unleased
 
 
 class _Fixed:

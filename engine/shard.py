@@ -48,6 +48,7 @@ from engine.endpoint_cache import EndpointCache
 from engine.housekeeping import housekeeping
 from engine.lease import DB_ERRORS, Lease
 from engine.listener import listen
+from engine.membership import EXIT_REASSIGNED, MEMBERS_CHANNEL, Membership
 from engine.model import EndpointConfig, Outcome, Task
 from engine.policy.breaker import CircuitBreaker
 from engine.policy.retry import AttemptResult, Decision, NewerCopy, RetrySettings, decide
@@ -76,10 +77,15 @@ def _ms_to_dt(ms: int) -> datetime:
 
 
 class Shard:
-    def __init__(self, settings: Settings, index: int, count: int, owner: str) -> None:
+    def __init__(self, settings: Settings, index: int, count: int, owner: str, member: str | None = None) -> None:
+        """`member`: this shard is shard `index` of the `count` of that engine member, and its range
+        follows the live members (engine/membership.py). Without it, shard `index` of `count` across
+        the whole database owns a fixed range (the explicit `--first/--total` override)."""
         self.settings = settings
         eng = settings.engine
-        self.index, self.count, self.owner = index, count, owner
+        self.index, self.count, self.owner, self.member = index, count, owner, member
+        self.membership: Membership | None = None
+        self.reassigned: tuple[int, int] | None = None
         self.max_buffered = int(eng["max_buffered"])
         self.horizon_s = float(eng["claim_horizon_s"])
         self.box = box_for(settings.security["encryption_key"])
@@ -112,11 +118,25 @@ class Shard:
             loop.add_signal_handler(sig, self.request_stop)
         self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2))
         partitions = await partitions_of(self.pool)
-        lo, hi = shard_ranges(partitions, self.count)[self.index]
-        self.lease = Lease(self.pool, lo, hi, self.owner, float(eng["lease_ttl_s"]), float(eng["lease_renew_s"]))
-        if not await self.lease.acquire(lambda: self.stopping):
-            await self.pool.close()
-            return 0
+        ttl_s, renew_s = float(eng["lease_ttl_s"]), float(eng["lease_renew_s"])
+        watcher: asyncio.Task[None] | None = None
+        if self.member is None:
+            lo, hi = shard_ranges(partitions, self.count)[self.index]
+        else:
+            self.membership = Membership(self.pool, self.member, self.count, self.index, partitions, ttl_s, renew_s)
+            found = await self._assigned_range()
+            if found is None:
+                await self.pool.close()
+                return 0
+            lo, hi = found
+            # Heartbeat from now on, also while waiting for the range's previous owner to let go.
+            watcher = asyncio.create_task(self._guarded("membership", lambda: self._watch_members((lo, hi))))
+        self.lease = Lease(self.pool, lo, hi, self.owner, ttl_s, renew_s)
+        if lo == hi or not await self.lease.acquire(lambda: self.stopping):
+            # Nothing assigned (more shards than partitions), or asked to stop or move while waiting.
+            while lo == hi and not self.stopping:  # noqa: ASYNC110 - the watcher or a signal ends it
+                await asyncio.sleep(0.1)
+            return await self._close_early(watcher)
         self.kinds = Kinds(Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"])),
                            str(eng.get("storage_root") or ""))
         self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
@@ -134,12 +154,15 @@ class Shard:
             ("writer", self.writer.run),
             ("listener", lambda: listen(self.settings.database_url, {
                 WORK_CHANNEL: self._on_work, ENDPOINT_CHANNEL: self._on_endpoint, RELEASE_CHANNEL: self._on_release,
+                MEMBERS_CHANNEL: self._on_members,
             }, self._on_listening, stopping)),
             ("claimer", self.claimer.run),
             ("lease", lambda: self.lease.keep(lambda: self._give_up("lease lost"), stopping)),
             ("watch", self._watch),
             ("housekeeping", lambda: housekeeping(self.pool, self.settings, stopping)),
             ("stats", lambda: report_loop(self.pool, self._stats_snapshot, stopping)))]
+        if watcher is not None:
+            workers.append(watcher)
         code = 0
         try:
             await self._dispatch_loop()
@@ -157,7 +180,43 @@ class Shard:
             await self.lease.release()
         await self.pool.close()
         log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
+        if code == 0 and self.reassigned is not None:
+            log.info("range handed over; restarting for the new one",
+                     extra={"shard": self.index, "range": self.lease.slot,
+                            "assigned": f"{self.reassigned[0]}-{self.reassigned[1]}"})
+            return EXIT_REASSIGNED
         return code
+
+    # -- membership --------------------------------------------------------------------------------
+    async def _assigned_range(self) -> tuple[int, int] | None:
+        """Register and compute this shard's range; None when asked to stop first."""
+        assert self.membership is not None
+        while not self.stopping:
+            try:
+                return await self.membership.beat()
+            except DB_ERRORS as exc:
+                log.warning("membership heartbeat failed", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+        return None
+
+    async def _watch_members(self, held: tuple[int, int]) -> None:
+        assert self.membership is not None
+        await self.membership.watch(held, self._on_reassigned, lambda: self.stopping)
+
+    def _on_reassigned(self, assigned: tuple[int, int]) -> None:
+        """The live members give this shard another range: stop claiming, finish or hand back what
+        is held through the graceful drain, release the lease, and let a fresh process take the new
+        range (exit EXIT_REASSIGNED; the supervisor restarts it at once)."""
+        self.reassigned = assigned
+        self.request_stop()
+
+    async def _close_early(self, watcher: asyncio.Task[None] | None) -> int:
+        if watcher is not None:
+            self.stopping = True
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await self.pool.close()
+        return EXIT_REASSIGNED if self.reassigned is not None else 0
 
     async def _guarded(self, name: str, loop_fn: Any) -> None:
         """Keep a background loop alive: an unexpected error is logged and the loop restarted, so a
@@ -207,6 +266,10 @@ class Shard:
     # -- notifications -----------------------------------------------------------------------------
     def _on_listening(self) -> None:
         self.claimer.want()          # anything announced while the listener was away
+
+    def _on_members(self, payload: str) -> None:
+        if self.membership is not None:
+            self.membership.poke(payload)
 
     def _on_work(self, payload: str) -> None:
         if any(self.lease.owns(p) for p in parse_work_payload(payload)):
@@ -433,13 +496,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--owner", default=f"{socket.gethostname()}:{os.getpid()}")
+    parser.add_argument("--member", default=None,
+                        help="the engine member this shard belongs to; its range follows the live members")
     parser.add_argument("--config", default=None)
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
     setup_logging(settings.log["level"], role=f"shard-{args.index}")
     import uvloop
 
-    shard = Shard(settings, args.index, args.count, f"{args.owner}:{args.index}")
+    owner = f"{args.member or args.owner}:{args.index}"
+    shard = Shard(settings, args.index, args.count, owner, member=args.member)
     return uvloop.run(shard.run())
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from control.metrics import MULTIPROC_ENV, forget_process
 from engine.listen import ListenError, Reservation, probe
+from engine.membership import EXIT_REASSIGNED
 
 log = logging.getLogger("mittr.supervisor")
 
@@ -71,6 +72,10 @@ class Supervisor:
             if child.next_start == 0.0:
                 code = child.proc.returncode if child.proc else None
                 self._forget_metrics(child)
+                if code == EXIT_REASSIGNED:   # a shard handed its range over: take the new one now
+                    log.info("shard moves to its new range", extra={"child": child.name})
+                    child.start(self.env)
+                    continue
                 lived = now - child.started_at
                 child.backoff = 0.5 if lived > 30 else min(child.backoff * 2, 10.0)
                 child.next_start = now + (0.0 if lived > 30 else child.backoff)
@@ -162,8 +167,11 @@ class ApiStart:
         return f"mittr: the API server exited while starting (exit code {proc.returncode}); see the log above"
 
 
-def shard_argv(index: int, count: int, owner: str) -> list[str]:
-    return [sys.executable, "-m", "engine.shard", "--index", str(index), "--count", str(count), "--owner", owner]
+def shard_argv(index: int, count: int, owner: str, member: str | None = None) -> list[str]:
+    """With `member`, shard `index` of the member's `count` (range from the live members); without,
+    shard `index` of `count` across the database (a fixed range, the `--first/--total` override)."""
+    argv = [sys.executable, "-m", "engine.shard", "--index", str(index), "--count", str(count), "--owner", owner]
+    return argv + (["--member", member] if member else [])
 
 
 def api_argv(host: str, port: int, workers: int, stop_timeout: float) -> list[str]:

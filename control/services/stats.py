@@ -11,6 +11,7 @@ import asyncpg
 from control.errors import NotFound
 from control.jsonfmt import iso
 from control.metrics import DatabaseFigures
+from control.services.engine_status import engine_status
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
@@ -44,6 +45,7 @@ class StatsService:
         self.pool = pool
         stats = settings.section("stats")
         self.shard_stale_s = float(stats["shard_stale_s"])
+        self.member_ttl_s = float(settings.engine["lease_ttl_s"])
         self.default_key_limit = int(settings.api["default_rate_limit"])
 
     async def snapshot(self, who: Principal) -> dict[str, Any]:
@@ -104,4 +106,5 @@ class StatsService:
             leases = [(r["slot"], r["owner"], r["live"]) for r in await conn.fetch(q("metrics_leases"))]
             shards = [(r["slot"], r["buffered"], r["in_flight"])
                       for r in await conn.fetch(q("metrics_shards"), self.shard_stale_s)]
-        return DatabaseFigures(queue, breakers, leases, shards)
+            engine = await engine_status(conn, self.member_ttl_s)
+        return DatabaseFigures(queue, breakers, leases, shards, engine)
