@@ -14,6 +14,7 @@ from api.docs_page import DOCS_HTML
 from api.handlers.billing import with_plan_ids
 from api.handlers.billing_pages import PAGES as BILLING_PAGES
 from api.handlers.scim import FALLBACK as SCIM_FALLBACK
+from api.handlers.scim import scim_openapi
 from api.handlers.system import VERSION
 from api.http import error_response, json_response
 from api.observability import install as install_observability
@@ -42,7 +43,7 @@ async def _not_found(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Application:
     settings = settings or load_settings()
     app = Application(router=Router())
-    openapi = with_plan_ids(openapi_document(ROUTES, VERSION), [p.id for p in catalogue(settings).plans])
+    openapi = scim_openapi(with_plan_ids(openapi_document(ROUTES, VERSION), [p.id for p in catalogue(settings).plans]))
 
     for r in ROUTES.routes:
         app.router.add(r.method, r.path, r.handler)

@@ -59,8 +59,16 @@ from control.validate import limit_param
 PREFIX = "/scim/v2"
 TAG = "scim"
 AUTH_HEADER = (("Authorization", True),)
-UNAUTHORIZED = {401: "Missing, unknown or revoked SCIM token (SCIM error body)",
-                403: "The workspace's plan does not include SCIM"}
+UNAUTHORIZED = {401: "Missing, unknown or revoked SCIM token", 403: "The workspace's plan does not include SCIM",
+                429: "Rate limited (see Retry-After)"}
+SCIM_MEDIA = MEDIA_TYPE.decode()
+SCIM_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["schemas", "status"],
+    "description": "RFC 7644 §3.12: every /scim/v2 error, instead of the API's {error, code}",
+    "properties": {"schemas": {"type": "array", "items": {"type": "string",
+                                                          "enum": ["urn:ietf:params:scim:api:messages:2.0:Error"]}},
+                   "status": {"type": "string", "example": "404"},
+                   "scimType": {"type": "string", "example": "invalidFilter"}, "detail": {"type": "string"}}}
 MAX_PARAM_CHARS = 1000
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="mittr-scim"'}
 _STR: dict[str, Any] = {"type": "string"}
@@ -320,6 +328,40 @@ async def scim_patch_user(request: Request, who: Principal) -> Response:
 async def scim_delete_user(request: Request, who: Principal) -> Response:
     await users().delete(who, route_id(request))
     return empty_response(204)
+
+
+def scim_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document says what /scim/v2 really sends and takes: application/scim+json, and
+    SCIM's error object for every error status (the route table documents the API's shapes)."""
+    paths = {}
+    for path, operations in document["paths"].items():
+        if not is_scim_path(path):
+            paths[path] = operations
+            continue
+        paths[path] = {method: _scim_operation(op) for method, op in operations.items()}
+    schemas = {**document["components"]["schemas"], "ScimError": SCIM_ERROR_SCHEMA}
+    return {**document, "paths": paths, "components": {**document["components"], "schemas": schemas}}
+
+
+def _scim_operation(op: dict[str, Any]) -> dict[str, Any]:
+    responses = {}
+    for code, entry in op["responses"].items():
+        content = entry.get("content")
+        if content is not None:
+            schema = content["application/json"]["schema"] if code.startswith("2") else {
+                "$ref": "#/components/schemas/ScimError"}
+            entry = {**entry, "content": {SCIM_MEDIA: {"schema": schema}}}
+        responses[code] = entry
+    out = {**op, "responses": responses}
+    if "requestBody" in op:
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        out["requestBody"] = {**op["requestBody"], "content": {SCIM_MEDIA: {"schema": schema},
+                                                               "application/json": {"schema": schema}}}
+    return out
+
+
+def is_scim_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 # --- what no route answers under /scim/v2 -------------------------------------------------------
