@@ -22,7 +22,7 @@ function niceMax(v) {
   return 10 * p;
 }
 
-const compact = (n) => (Math.abs(n) >= 1000 ? `${+(n / 1000).toFixed(1)}k` : `${+n.toFixed(2)}`);
+const compact = (n) => (Math.abs(n) >= 1000 ? `${+(n / 1000).toFixed(1)}k` : `${+n.toPrecision(3)}`);
 
 function tickLabel(iso, span) {
   const d = new Date(iso);
@@ -87,10 +87,19 @@ export function lineChart(title, labels, series, { unit = "", fmt = (v) => (v ??
   const y = (v) => PAD.t + innerH - (innerH * (v ?? 0)) / max;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "svg-chart" }, frame(labels, max, unit));
   series.forEach((sr, i) => {
-    const pts = sr.values.map((v, j) => `${xAt(j, labels.length).toFixed(1)},${y(v).toFixed(1)}`);
-    svg.append(s("polyline", { points: pts.join(" "), class: `line k${sr.color ?? i}` }));
+    // A null (no attempts in that bucket) breaks the line rather than drawing a false zero.
+    let run = [];
+    const flush = () => {
+      if (run.length) svg.append(s("polyline", { points: run.join(" "), class: `line k${sr.color ?? i}` }));
+      run = [];
+    };
+    sr.values.forEach((v, j) => {
+      if (v === null || v === undefined) flush();
+      else run.push(`${xAt(j, labels.length).toFixed(1)},${y(v).toFixed(1)}`);
+    });
+    flush();
     if (labels.length <= 48) {
-      sr.values.forEach((v, j) => svg.append(s("circle", { cx: xAt(j, labels.length), cy: y(v), r: 2.5, class: `dot k${sr.color ?? i}` },
+      sr.values.forEach((v, j) => v != null && svg.append(s("circle", { cx: xAt(j, labels.length), cy: y(v), r: 2.5, class: `dot k${sr.color ?? i}` },
         s("title", {}, `${sr.name} ${fmt(v)}${unit} at ${new Date(labels[j]).toLocaleString()}`))));
     }
   });
@@ -128,12 +137,20 @@ export function barList(title, items) {
   const total = items.reduce((a, it) => a + it.value, 0);
   if (!total) return empty(title);
   const max = Math.max(...items.map((it) => it.value));
-  return h("figure", { class: "chart" }, h("figcaption", {}, title),
-    h("dl", { class: "barlist" }, items.map((it, i) => [
-      h("dt", {}, it.name),
-      h("dd", {}, h("meter", { min: 0, max, value: it.value, class: `k${i}`, "aria-label": `${it.name}: ${it.value}` }),
-        h("span", {}, ` ${it.value}`)),
-    ])));
+  const rowH = 22;
+  const labelW = 90;
+  const barW = W - labelW - 60;
+  const svg = s("svg", { viewBox: `0 0 ${W} ${items.length * rowH + 4}`, class: "svg-chart" });
+  items.forEach((it, i) => {
+    const y = i * rowH + 2;
+    svg.append(s("text", { x: 0, y: y + 14, class: "bar-label" }, it.name),
+      s("rect", { x: labelW, y: y + 3, width: barW, height: 14, class: "track" }),
+      s("rect", { x: labelW, y: y + 3, width: ((barW * it.value) / max).toFixed(1), height: 14, class: "bar k3" },
+        s("title", {}, `${it.name}: ${it.value}`)),
+      s("text", { x: labelW + barW + 8, y: y + 14, class: "bar-label" }, String(it.value)));
+  });
+  const summary = items.filter((it) => it.value).map((it) => `${it.name} ${it.value}`).join(", ");
+  return figure(title, summary, svg, null);
 }
 
 /** A tiny live line (last N samples), redrawn in place. */

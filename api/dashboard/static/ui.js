@@ -44,7 +44,8 @@ export function badge(text, kind) {
   return h("span", { class: `badge b-${kind || text}` }, text);
 }
 
-export const shortId = (id) => (id ? id.slice(0, 8) : "—");
+/** The last 12 characters: event ids are UUIDv7, whose first ones are the (shared) timestamp. */
+export const shortId = (id) => (id ? id.slice(-12) : "—");
 
 /** A link the router handles (no page load). */
 export function link(href, ...kids) { return h("a", { href, "data-nav": "" }, ...kids); }

@@ -66,7 +66,7 @@ async function list({ main, navigate }) {
   const eventType = h("input", { name: "event_type", placeholder: "event type" });
   const attemptsInto = h("div", { id: "attempts-list" });
   const ap = pager((cursor) => get(`/api/v1/deliveries${qs({ range: range.value, outcome: outcome.value,
-    endpoint_id: endpointId.value.trim(), event_type: eventType.value.trim(), limit: 50, cursor })}`),
+    endpoint_id: endpointId.value.trim(), event_type: eventType.value.trim(), limit: 20, cursor })}`),
   (rows) => attemptsTable(rows, true), attemptsInto);
   const filterForm = h("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); act(null, () => ap.load(true)); } },
     field("Range", range), field("Outcome", outcome), field("Endpoint", endpointId), field("Event type", eventType),
@@ -143,7 +143,7 @@ async function detail({ main, params, navigate }) {
       h("section", {}, h("h2", {}, "Payload"), pre(ev.payload)),
       Object.keys(ev.headers || {}).length ? h("section", {}, h("h2", {}, "Headers"), pre(ev.headers)) : null);
     clearTimeout(timer);
-    if (!FINAL.has(ev.status)) timer = setTimeout(() => load().catch(() => {}), 1500);
+    if (!FINAL.has(ev.status)) timer = setTimeout(() => load().catch(() => {}), 1000);
   }
 
   clear(main, h("p", {}, link("/dashboard/events", "← Events")), body);

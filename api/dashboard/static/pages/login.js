@@ -28,7 +28,7 @@ export function render(root, done) {
   const byPassword = h("form", { class: "card", "aria-labelledby": "login-title", onsubmit: (ev) => submit(ev, () =>
     post("/auth/login", { email: email.value.trim(), password: password.value }, { project: false })) },
   h("h1", { id: "login-title" }, "Sign in to Mittr"),
-  field("E-mail", email), field("Password", password),
+  field("E-mail", email), field("Password", password), error,
   h("button", { type: "submit", class: "primary" }, "Sign in"));
 
   const byKey = h("details", { class: "card" }, h("summary", {}, "Sign in with an API key instead"),
@@ -38,6 +38,6 @@ export function render(root, done) {
     field("API key", key),
     h("button", { type: "submit", class: "secondary" }, "Sign in with key")));
 
-  root.append(h("main", { id: "main", class: "login" }, byPassword, error, byKey));
+  root.append(h("main", { id: "main", class: "login" }, byPassword, byKey));
   email.focus();
 }
