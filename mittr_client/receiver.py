@@ -9,6 +9,10 @@ Two schemes (README "What a receiver sees"):
   Webhooks (`standardWebhooks: true` on the endpoint) signs the timestamp and id too.
 * Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC of
   "{id}.{timestamp}.{body}">`, keyed by the base64 after `whsec_` (other secrets: their UTF-8 bytes).
+  An endpoint with an ed25519 key also sends `v1a,<base64 Ed25519 signature>` of the same content;
+  a receiver holding only the public key (`standardWebhooksPublicKey`, `whpk_...`) verifies that
+  one (`public_key=`). Ed25519 needs the `cryptography` package (`pip install cryptography`); the
+  rest is standard library only.
 
 `verify` picks the scheme from the headers present (Standard Webhooks first, it is the stronger one).
 """
@@ -85,36 +89,85 @@ def standard_key(secret: str) -> bytes:
     return secret.encode("utf-8")
 
 
-def verify_standard(secret: str, body: bytes | bytearray | str, headers: Mapping[str, str] | Any,
-                    tolerance: float = 300, now: float | None = None) -> Any:
-    """The JSON payload if a `v1,` value of `webhook-signature` is the HMAC of
+PUBLIC_KEY_PREFIX = "whpk_"
+
+
+def ed25519_public_key(public_key: str) -> bytes:
+    """The raw 32 bytes of a Standard Webhooks public key: base64 after `whpk_` (the prefix is optional)."""
+    encoded = public_key[len(PUBLIC_KEY_PREFIX):] if public_key.startswith(PUBLIC_KEY_PREFIX) else public_key
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error as exc:
+        raise VerificationError("public key is not valid base64 after whpk_") from exc
+    if len(raw) != 32:
+        raise VerificationError("public key is not a 32-byte ed25519 key")
+    return raw
+
+
+def _ed25519_verifier(public_key: str) -> Any:
+    """A verify(signature, content) callable; imported lazily so the HMAC schemes need nothing else."""
+    raw = ed25519_public_key(public_key)
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as exc:      # pragma: no cover - depends on the environment
+        raise VerificationError("verifying v1a (ed25519) signatures needs the 'cryptography' package") from exc
+    key = Ed25519PublicKey.from_public_bytes(raw)
+
+    def check(signature: bytes, content: bytes) -> bool:
+        try:
+            key.verify(signature, content)
+        except InvalidSignature:
+            return False
+        return True
+    return check
+
+
+def verify_standard(secret: str | None, body: bytes | bytearray | str, headers: Mapping[str, str] | Any,
+                    tolerance: float = 300, now: float | None = None, public_key: str | None = None) -> Any:
+    """The JSON payload if a signature in `webhook-signature` is good for
     `{webhook-id}.{webhook-timestamp}.{body}` and the timestamp is within `tolerance`; else
-    VerificationError. (`v1a,` Ed25519 values are skipped: verify those with the public key.)"""
+    VerificationError. Good means: a `v1,` value equal to the HMAC keyed by `secret`, or (given
+    `public_key`, `whpk_...`) a `v1a,` value that is an Ed25519 signature by that key. Either
+    suffices, as the Standard Webhooks spec says; pass `secret=None` to accept only `v1a`."""
+    if secret is None and public_key is None:
+        raise ValueError("verify_standard needs a secret, a public key, or both")
     h = _lower(headers)
     raw = _as_bytes(body)
     msg_id, signature = h.get("webhook-id"), h.get("webhook-signature")
     if not msg_id or not signature:
         raise VerificationError("missing webhook-id or webhook-signature")
     ts = _fresh(h.get("webhook-timestamp"), tolerance, now)
-    mac = hmac.new(standard_key(secret), f"{msg_id}.{ts}.".encode() + raw, hashlib.sha256).digest()
-    expected = base64.b64encode(mac)
+    content = f"{msg_id}.{ts}.".encode() + raw
+    expected = base64.b64encode(hmac.new(standard_key(secret), content, hashlib.sha256).digest()) \
+        if secret is not None else None
+    asymmetric = _ed25519_verifier(public_key) if public_key is not None else None
     matched = False
     for token in signature.split():
         version, _, value = token.partition(",")
-        if version == "v1":
+        if version == "v1" and expected is not None:
             matched |= hmac.compare_digest(expected, value.encode("utf-8", "replace"))
+        elif version == "v1a" and asymmetric is not None and not matched:
+            try:
+                sig = base64.b64decode(value, validate=True)
+            except binascii.Error:
+                continue
+            matched = len(sig) == 64 and asymmetric(sig, content)
     if not matched:
         raise VerificationError("webhook-signature does not match")
     return _payload(raw)
 
 
-def verify(secret: str, body: bytes | bytearray | str, headers: Mapping[str, str] | Any,
-           tolerance: float = 300, now: float | None = None) -> Any:
+def verify(secret: str | None, body: bytes | bytearray | str, headers: Mapping[str, str] | Any,
+           tolerance: float = 300, now: float | None = None, public_key: str | None = None) -> Any:
     """Verify a Mittr delivery under whichever scheme its headers carry; the JSON payload, or
-    VerificationError. Pass the raw body exactly as received (not re-serialised JSON)."""
+    VerificationError. Pass the raw body exactly as received (not re-serialised JSON). With
+    `public_key` (`whpk_...`), a Standard Webhooks `v1a` signature by it is accepted too."""
     h = _lower(headers)
     if "webhook-signature" in h:
-        return verify_standard(secret, body, h, tolerance, now)
+        return verify_standard(secret, body, h, tolerance, now, public_key)
+    if secret is None:
+        raise VerificationError("no webhook-signature header: the X-Mittr-Signature scheme needs the secret")
     return verify_mittr(secret, body, h, tolerance, now)
 
 
