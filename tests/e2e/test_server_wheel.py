@@ -21,7 +21,9 @@ def test_the_wheel_carries_config_migrations_and_sql_and_settings_load_from_it(t
     [wheel] = tmp_path.glob("mittr-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("control/config/default.toml", "control/config/plans.toml", "control/config/inbound_presets.toml",
-                   "control/store/migrations/001_init.sql", "control/store/sql/engine.sql"):
+                   "control/store/migrations/001_init.sql", "control/store/sql/engine.sql",
+                   "api/dashboard/static/index.html", "api/dashboard/static/app.js",
+                   "api/dashboard/static/pages/overview.js"):
         assert needed in names, needed
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
