@@ -59,10 +59,16 @@ async def test_a_framed_portal_manages_its_endpoints_and_sees_only_its_deliverie
     a = await sub_account(api, "cust_a")
     portal_url = (await mint(api, a, other_origin.url + "/integrations"))["url"]
     page = await context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(urlsplit(r.url).path) if r.url.startswith(api.base) else None)
     await page.goto(other_origin.put("/integrations", host_page(portal_url + "&accent=%23aa3300")))
     portal: FrameLocator = page.frame_locator("iframe")
 
     await expect(portal.get_by_role("heading", name="Endpoints")).to_be_visible()
+    await page.wait_for_load_state("networkidle")
+    # what a load costs: the page, its stylesheet and module, the exchange, the list (docs/portal.md)
+    assert sorted(asked) == sorted(["/s/exchange", "/s/assets/portal.css", "/s/assets/portal.js",
+                                    "/sub-account-api/auth/exchange", "/sub-account-api/endpoints"]), asked
     await expect(portal.get_by_text("Customer cust_a")).to_be_visible()
     await expect(portal.get_by_text("No endpoints yet")).to_be_visible()
     frame = page.frames[1]

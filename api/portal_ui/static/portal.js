@@ -105,6 +105,7 @@ function showExpired(returnURL) {
   forget();
   stopPolling();
   $("tabs").hidden = true;
+  $("back").hidden = true;
   const back = returnURL ? h("a", { href: returnURL, class: "button primary", target: "_top",
                                      rel: "noopener noreferrer" }, `Return to ${new URL(returnURL).host}`) : null;
   show(h("section", { class: "expired", "aria-labelledby": "expired-title" },
@@ -272,7 +273,7 @@ function attemptRow(a) {
   return h("tr", {},
     h("td", {}, a.attemptNumber),
     h("td", {}, h("span", { class: `badge ${a.outcome === "success" ? "delivered" : "failed"}` }, result),
-      a.error ? h("div", { class: "muted" }, a.error) : null),
+      a.error && a.error !== result ? h("div", { class: "muted" }, a.error) : null),
     h("td", {}, `${a.durationMs} ms`),
     h("td", {}, when(a.attemptedAt)));
 }

@@ -1,0 +1,289 @@
+"""Refresh docs/screenshots/*.png: a throwaway Mittr (embedded Postgres, or a new database on the
+server DATABASE_URL names), a real sink, some data, and headless Chromium taking each page in SHOTS.
+
+    .venv/bin/python scripts/screenshots.py             # every page
+    .venv/bin/python scripts/screenshots.py portal-     # the pages whose name starts with "portal-"
+    .venv/bin/python scripts/screenshots.py --cost      # also measure what a portal page load costs
+
+To add a page, append a Shot to SHOTS: a name (the PNG's), an async `url(scene)` that makes whatever
+data the page needs and returns the address to open, an optional async `act(scene, page)` run after
+the page loaded (click, fill, wait), and `signed_in=True` when it needs the dashboard's cookie
+(`scene.page` is then a page of a signed-up user's context).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser.conftest import CHROMIUM, PASSWORD, OtherOrigin  # noqa: E402
+from tests.support.server import Api, MittrServer  # noqa: E402
+from tests.support.sink import Sink  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1100, "height": 720}
+
+
+@dataclass
+class Scene:
+    """The running stack a Shot builds its page on; state it makes is kept for later shots."""
+    server: MittrServer
+    api: Api
+    sink: Sink
+    host: OtherOrigin                     # another origin, for pages that frame the portal
+    browser: Any
+    page: Any = None                      # the page a Shot is taken of
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    async def once(self, name: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Make some data the first time a Shot asks for it (shots share it)."""
+        if name not in self.memo:
+            self.memo[name] = await make()
+        return self.memo[name]
+
+    async def call(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        status, out = await self.api.call(method, path, body, headers)
+        if status >= 300:
+            raise RuntimeError(f"{method} {path}: {status} {out}")
+        return out
+
+    async def event(self, sub: str, event_type: str, payload: dict[str, Any], **extra: Any) -> str:
+        out = await self.call("POST", "/api/v1/events", {"eventType": event_type, "payload": payload, **extra},
+                              **{"X-Idempotency-Key": str(uuid.uuid4()), "X-Sub-Account-ID": sub})
+        return str(out["id"])
+
+    async def customer(self) -> str:
+        """A sub-account with two endpoints on the sink, a delivered event, a retried one and a dead one."""
+        async def make() -> str:
+            sub = (await self.call("POST", "/api/v1/sub-accounts", {"name": "Globex Corporation",
+                                                                    "subID": "cust_globex"}))["id"]
+            for path, types, description in (("/orders", ["order.*"], "Order updates for the ERP"),
+                                              ("/billing", ["invoice.*", "payment.*"], "Billing system")):
+                await self.call("POST", "/api/v1/endpoints", {"url": self.sink.url + path, "eventTypes": types,
+                                                              "description": description},
+                                **{"X-Sub-Account-ID": sub})
+            self.sink.script("/billing", lambda n: 503 if n == 1 else 200)
+            ids = [await self.event(sub, "order.created", {"orderId": "ord_1042", "amount": 4200}),
+                   await self.event(sub, "payment.succeeded", {"paymentId": "pay_77", "amount": 4200}),
+                   await self.event(sub, "order.shipped", {"orderId": "ord_1042", "carrier": "DHL"})]
+            self.sink.script("/orders", lambda n: 500 if n >= 3 else 200)
+            ids.append(await self.event(sub, "order.cancelled", {"orderId": "ord_1043"}, maxAttempts=2))
+            for event_id in ids:
+                await self.api.wait_event(event_id, {"delivered", "dead"}, timeout=30)
+            self.memo["retried"], self.memo["dead"] = ids[1], ids[3]
+            return str(sub)
+        return str(await self.once("customer", make))
+
+    async def portal(self, view: str = "", theme: str = "") -> str:
+        """A fresh portal URL (its token works once) for the customer, returning to the host page."""
+        sub = await self.customer()
+        minted = await self.call("POST", f"/api/v1/sub-accounts/{sub}/sessions",
+                                 {"returnURL": self.host.url + "/integrations", "ttlSeconds": 900})
+        return str(minted["url"]) + theme + view
+
+
+@dataclass
+class Shot:
+    name: str
+    url: Callable[[Scene], Awaitable[str]]
+    act: Callable[[Scene, Any], Awaitable[None]] | None = None
+    signed_in: bool = False
+    full_page: bool = False
+
+
+async def settle(page: Any, heading: str) -> None:
+    """The heading drawn and the network quiet (a page; a FrameLocator has no load state)."""
+    await page.get_by_role("heading", name=heading).wait_for()
+    if hasattr(page, "wait_for_load_state"):
+        await page.wait_for_load_state("networkidle")
+
+
+async def portal_frame(scene: Scene) -> Any:
+    """The portal inside the host page's iframe."""
+    return scene.page.frame_locator("iframe")
+
+
+async def embedded_url(scene: Scene) -> str:
+    portal = await scene.portal()
+    return scene.host.put("/integrations", (
+        '<!doctype html><title>Acme: integrations</title><style>body{font:15px system-ui;margin:0;background:#f4f1ec}'
+        "header{background:#23395d;color:#fff;padding:14px 24px;font-weight:600}main{padding:16px 24px}"
+        "iframe{border:1px solid #d8d2c8;border-radius:8px;background:#fff;width:100%;height:560px}</style>"
+        "<header>Acme · Settings</header><main><h2>Webhooks</h2>"
+        f'<iframe src="{portal}&accent=%2323395d&radius=10px" title="Webhooks"></iframe></main>'))
+
+
+async def endpoint_created(scene: Scene, page: Any) -> None:
+    await settle(page, "Endpoints")
+    await page.get_by_role("link", name="Add endpoint").click()
+    await page.get_by_label("URL").fill(scene.sink.url + "/crm")
+    await page.get_by_label("Event types").fill("customer.*")
+    await page.get_by_label("Description").fill("CRM sync")
+    await page.get_by_role("button", name="Create endpoint").click()
+    await settle(page, "Endpoint created")
+
+
+async def event_url(scene: Scene) -> str:
+    await scene.customer()
+    return await scene.portal(f"#events/{scene.memo['retried']}")
+
+
+async def expired(scene: Scene, page: Any) -> None:
+    await settle(page, "Endpoints")
+    sub = await scene.customer()
+    await scene.call("DELETE", f"/api/v1/sub-accounts/{sub}/sessions")
+    await page.get_by_role("link", name="Events", exact=True).click()
+    await settle(page, "Session expired")
+
+
+async def embedded(scene: Scene, page: Any) -> None:
+    await settle(await portal_frame(scene), "Endpoints")
+    await page.wait_for_load_state("networkidle")
+
+
+async def endpoints_view(scene: Scene, page: Any) -> None:
+    await settle(page, "Endpoints")
+
+
+async def events_view(scene: Scene, page: Any) -> None:
+    await settle(page, "Events")
+
+
+async def event_view(scene: Scene, page: Any) -> None:
+    await settle(page, "Event payment.succeeded")
+
+
+SHOTS: list[Shot] = [
+    Shot("portal-embedded", embedded_url, embedded),
+    Shot("portal-endpoints", lambda s: s.portal(), endpoints_view),
+    Shot("portal-endpoint-created", lambda s: s.portal(), endpoint_created),
+    Shot("portal-events", lambda s: s.portal("#events"), events_view),
+    Shot("portal-event", event_url, event_view),
+    Shot("portal-expired", lambda s: s.portal(), expired),
+]
+
+
+async def signed_in_context(scene: Scene) -> Any:
+    ctx = await scene.browser.new_context(viewport=VIEWPORT)
+    page = await ctx.new_page()
+    resp = await page.request.post(f"{scene.server.url}/auth/signup", headers={"Origin": scene.server.url},
+                                   data={"email": "ada@example.com", "password": PASSWORD, "companyName": "Acme"})
+    if resp.status != 201:
+        raise RuntimeError(f"signup: {resp.status} {await resp.text()}")
+    return ctx
+
+
+async def take(scene: Scene, shot: Shot) -> Path:
+    ctx = await (signed_in_context(scene) if shot.signed_in else scene.browser.new_context(viewport=VIEWPORT))
+    try:
+        scene.page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+        await scene.page.goto(await shot.url(scene))
+        if shot.act is not None:
+            await shot.act(scene, scene.page)
+        path = OUT / f"{shot.name}.png"
+        await scene.page.screenshot(path=str(path), full_page=shot.full_page)
+        return path
+    finally:
+        await ctx.close()
+
+
+async def page_cost(scene: Scene) -> dict[str, int]:
+    """Requests and bytes (as transferred: headers and encoded bodies) of one portal load, from
+    opening the session URL to the endpoints list drawn, in a fresh context (nothing cached)."""
+    ctx = await scene.browser.new_context(viewport=VIEWPORT)
+    sizes: list[dict[str, int]] = []
+    done: list[Any] = []
+
+    async def finished(request: Any) -> None:
+        sizes.append(await request.sizes())
+    try:
+        page = await ctx.new_page()
+        page.on("requestfinished", lambda r: done.append(asyncio.ensure_future(finished(r))))
+        await page.goto(await scene.portal())
+        await settle(page, "Endpoints")
+        await asyncio.gather(*done)
+    finally:
+        await ctx.close()
+    return {"requests": len(sizes),
+            "bytes": sum(s["responseBodySize"] + s["responseHeadersSize"] + s["requestHeadersSize"]
+                         + s["requestBodySize"] for s in sizes),
+            "responseBodyBytes": sum(s["responseBodySize"] for s in sizes)}
+
+
+def database_url(admin_url: str, name: str) -> str:
+    parts = urlsplit(admin_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def run(names: list[str], cost: bool) -> int:
+    from playwright.async_api import async_playwright
+
+    from control.store.pgserver import EmbeddedPostgres
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MITTR_SECURITY__ENCRYPTION_KEY", "bWl0dHItc2NyZWVuc2hvdHMta2V5LTAxMjM0NTY3ODk=")
+    work = Path(tempfile.mkdtemp(prefix="mittr-shots-"))
+    os.chmod(work, 0o755)   # noqa: S103 - as root, Postgres runs as another user and must reach its data
+    pg = None
+    admin_url = os.environ.get("DATABASE_URL", "")
+    if not admin_url:
+        pg = EmbeddedPostgres(work / "pgdata")
+        pg.start()
+        admin_url = str(pg.url)
+    db = f"mittr_shots_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'CREATE DATABASE "{db}"')
+    await conn.close()
+    server = MittrServer(database_url(admin_url, db), shards=1)
+    sink, host = Sink(), OtherOrigin()
+    try:
+        await server.start()
+        await sink.start()
+        await host.start()
+        async with aiohttp.ClientSession() as http, async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            scene = Scene(server, Api(server.url, server.admin_key, http), sink, host, browser)
+            for shot in SHOTS:
+                if names and not any(shot.name.startswith(n) for n in names):
+                    continue
+                print("wrote", (await take(scene, shot)).relative_to(ROOT))
+            if cost:
+                print("portal page load:", await page_cost(scene))
+            await browser.close()
+    finally:
+        await host.stop()
+        await sink.stop()
+        await server.stop()
+        conn = await asyncpg.connect(admin_url)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await conn.close()
+        if pg is not None:
+            pg.stop(mode="immediate")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="only the shots whose name starts with one of these")
+    parser.add_argument("--cost", action="store_true", help="measure a portal page load (requests, bytes)")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args.names, args.cost))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
