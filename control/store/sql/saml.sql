@@ -55,6 +55,9 @@ SELECT c.id, c.client_id, c.slug, c.require_sso
 FROM saml_domains d JOIN saml_connections c ON c.id = d.connection_id
 WHERE d.domain = $1;
 
+-- name: saml_connection_domains
+SELECT array(SELECT domain FROM saml_domains WHERE connection_id = $1);
+
 -- name: saml_sso_required
 SELECT EXISTS (SELECT 1 FROM saml_connections WHERE client_id = $1 AND require_sso);
 
