@@ -18,6 +18,7 @@ from control.errors import BadRequest, Forbidden, NotFound
 from control.jsonfmt import iso
 from control.policy.plans import Catalogue, Plan, entitlements_json, parse_catalogue
 from control.services import audit
+from control.services.billing_providers import provider_for
 from control.services.principal import Principal
 from control.services.usage import used_this_month
 from control.services.users import user_json
@@ -67,9 +68,11 @@ def parse_egress_ips(values: object) -> list[str]:
 
 
 def check_settings(settings: Settings) -> None:
-    """Raise SettingsError for an unusable plan catalogue, default plan or egress address list."""
+    """Raise SettingsError for an unusable plan catalogue, default plan, egress address list or
+    billing provider (its [billing.stripe] keys and prices, when it is Stripe)."""
     catalogue(settings)
     parse_egress_ips(settings.section("account")["egress_ips"])
+    provider_for(settings)
 
 
 def parse_company_name(body: Any) -> str:

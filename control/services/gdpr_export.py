@@ -19,6 +19,7 @@ import orjson
 from control.jsonfmt import iso
 from control.services.alerting import history_json, rule_json
 from control.services.audit import audit_json
+from control.services.billing import invoice_json
 from control.services.connectors import connector_json
 from control.services.endpoint_versions import version_json
 from control.services.endpoints import endpoint_json
@@ -106,6 +107,18 @@ def exported_event(row: asyncpg.Record, deliveries: list[dict[str, Any]]) -> dic
             "delaySeconds": row["delay_seconds"], "updatedAt": iso(row["updated_at"]), "deliveries": deliveries}
 
 
+def exported_subscription(row: asyncpg.Record) -> dict[str, Any]:
+    """The billing subscription as stored (the API's shape names the plan from the live catalogue,
+    which an export should not depend on)."""
+    scheduled = ({"planId": row["scheduled_plan_id"], "cycle": row["scheduled_cycle"]}
+                 if row["scheduled_plan_id"] is not None else None)
+    return {"provider": row["provider"], "planId": row["plan_id"], "cycle": row["cycle"], "status": row["status"],
+            "currentPeriodStart": iso(row["current_period_start"]), "currentPeriodEnd": iso(row["current_period_end"]),
+            "cancelAtPeriodEnd": row["cancel_at_period_end"], "scheduledChange": scheduled,
+            "creditCents": row["credit_cents"], "createdAt": iso(row["created_at"]),
+            "updatedAt": iso(row["updated_at"])}
+
+
 def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
@@ -168,5 +181,7 @@ def export_sections(conn: asyncpg.Connection,
         ("connectors", paged("gdpr_connectors", lambda r: connector_json(r, {}))),   # secrets left out
         ("alertRules", paged("gdpr_alert_rules", lambda r: rule_json(r, {}))),
         ("alertHistory", paged("gdpr_alert_history", history_json)),
+        ("subscriptions", paged("gdpr_subscriptions", exported_subscription, ("created_at", "client_id"))),
+        ("invoices", paged("gdpr_invoices", invoice_json)),
         ("auditLogs", paged("gdpr_audit_logs", audit_json)),
     ]

@@ -223,3 +223,16 @@ SELECT * FROM alert_history
 WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
 ORDER BY created_at, id
 LIMIT $4;
+
+-- name: gdpr_subscriptions
+-- The workspace's subscription (one at most), in the keyset-page form of the others.
+SELECT * FROM subscriptions
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, client_id) > ($2, $3::uuid))
+ORDER BY created_at, client_id
+LIMIT $4;
+
+-- name: gdpr_invoices
+SELECT * FROM invoices
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4;
