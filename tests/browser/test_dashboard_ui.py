@@ -189,3 +189,47 @@ async def test_the_project_switcher_scopes_the_pages(signed_in: SignUp, server: 
     await page.get_by_label("Project", exact=True).select_option(label="All projects")
     await _expect_text(page, "#endpoints-list", "dash-all")
     await _expect_text(page, "#endpoints-list", "dash-staging")
+
+
+PAGES = (("Overview", "Overview"), ("Events", "Events"), ("Endpoints", "Endpoints"), ("Event types", "Event types"),
+         ("Alerting", "Alerting"), ("API keys", "API keys"), ("Team", "Team"), ("Projects", "Projects"))
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((c) => !c.hidden && !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+                 && !c.getAttribute('aria-labelledby') && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+  .map((c) => c.outerHTML)"""
+
+
+async def test_every_page_renders_with_labelled_controls_and_works_from_the_keyboard(
+        signed_in: SignUp, server: MittrServer, sink: Sink) -> None:
+    page = (await signed_in()).page
+    origin = {"Origin": server.url}
+    for path, body in (("/api/v1/endpoints", {"url": f"{sink.url}/dash-tour", "eventTypes": ["tour.*"]}),
+                       ("/api/v1/event-types", {"name": "tour.created", "schema": {"type": "object"}}),
+                       ("/api/v1/api-keys", {"name": "CI", "scopes": ["events:write"]}),
+                       ("/api/v1/alerting/rules", {"name": "Failures", "condition": {
+                           "metric": "failure_rate", "operator": "gt", "value": 0.5, "window": "5m"},
+                           "action": {"type": "webhook", "webhookUrl": "https://hooks.example.com/x"}})):
+        resp = await page.request.post(server.url + path, headers=origin, data=body)
+        assert resp.status == 201, await resp.text()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    await page.goto(f"{server.url}/dashboard/")
+    for link, heading in PAGES:
+        await page.get_by_role("navigation").get_by_role("link", name=link, exact=True).click()
+        await page.get_by_role("heading", name=heading, level=1).wait_for()
+        await page.wait_for_load_state("networkidle")
+        assert await page.get_by_role("link", name=link, exact=True).get_attribute("aria-current") == "page"
+        assert await page.evaluate(UNLABELLED) == [], link
+        assert not await page.locator(".form-error:not(:empty)").count(), link
+    assert problems == []
+    # Keyboard: open a dialog with Enter, its first field has focus, Escape closes it, focus returns.
+    opener = page.get_by_role("button", name="New project")
+    await opener.focus()
+    await page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="New project")
+    await dialog.wait_for()
+    assert await dialog.get_by_label("Name").evaluate("(e) => e === document.activeElement")
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="detached")
+    assert await opener.evaluate("(e) => e === document.activeElement")

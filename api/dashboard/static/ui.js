@@ -132,12 +132,14 @@ export function formDialog(title, fields, submit, submitText = "Save") {
         h("button", { type: "button", class: "secondary", onclick: () => close(null) }, "Cancel"),
         h("button", { type: "submit", class: "primary" }, submitText)));
     const dlg = h("dialog", { "aria-labelledby": titleId }, form);
+    const opener = document.activeElement;
     let settled = false;
     const close = (value) => {
       if (settled) return;
       settled = true;
       dlg.close();
       dlg.remove();
+      if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();   // keyboard users stay put
       resolve(value);
     };
     dlg.addEventListener("cancel", (ev) => { ev.preventDefault(); close(null); });
