@@ -23,7 +23,8 @@ def test_the_wheel_carries_config_migrations_and_sql_and_settings_load_from_it(t
     for needed in ("control/config/default.toml", "control/config/plans.toml", "control/config/inbound_presets.toml",
                    "control/store/migrations/001_init.sql", "control/store/sql/engine.sql",
                    "api/dashboard/static/index.html", "api/dashboard/static/app.js",
-                   "api/dashboard/static/pages/overview.js"):
+                   "api/dashboard/static/pages/overview.js", "api/portal_ui/static/index.html",
+                   "api/portal_ui/static/portal.js", "api/portal_ui/static/portal.css"):
         assert needed in names, needed
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
