@@ -49,6 +49,7 @@ from control.services.scim_schema import (
     KEPT_ATTRIBUTES,
     MAX_FILTER_CHARS,
     MAX_RESULTS,
+    POLICY,
     USER_SCHEMA,
     User,
     UserRole,
@@ -249,7 +250,8 @@ def clamp_paging(start_index: int | None, count: int | None) -> tuple[int, int]:
 def search_query(body: Any) -> Query:
     """A POST .search body (SearchRequest) as a Query."""
     try:
-        request: SearchRequest[Any] = SearchRequest.model_validate(need_object(body), scim_ctx=Context.SEARCH_REQUEST)
+        request: SearchRequest[Any] = SearchRequest.model_validate(need_object(body), scim_ctx=Context.SEARCH_REQUEST,
+                                                                   scim_policy=POLICY)
     except PydanticValidationError as exc:
         raise validation_error(exc) from exc
     except BadRequest as exc:
@@ -333,7 +335,8 @@ class ScimUserService:
         """RFC 7644 §3.5.2 operations (add, replace, remove), applied by scim2-models to the member's
         current representation, then saved like a PUT."""
         try:
-            operations = PatchOp[User].model_validate(need_object(body), scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+            operations = PatchOp[User].model_validate(need_object(body), scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+                                                      scim_policy=POLICY)
         except PydanticValidationError as exc:
             raise validation_error(exc) from exc
         except BadRequest as exc:
@@ -343,7 +346,7 @@ class ScimUserService:
             row = await self._row(conn, who, raw_id)
             resource = to_resource(row, base)
             try:
-                operations.patch(resource)
+                operations.patch(resource, scim_policy=POLICY)
             except PydanticValidationError as exc:
                 raise validation_error(exc) from exc
             return await self._save(conn, who, row, resource, base)
@@ -385,7 +388,7 @@ class ScimUserService:
         if not any(k.lower() == "active" for k in data):
             data = {**data, "active": active}
         try:
-            return User.model_validate(data, scim_ctx=ctx)
+            return User.model_validate(data, scim_ctx=ctx, scim_policy=POLICY)
         except PydanticValidationError as exc:
             raise validation_error(exc) from exc
         except BadRequest as exc:

@@ -29,6 +29,7 @@ from scim2_models import (
     Resource,
     ResourceType,
     Schema,
+    ScimPolicy,
     ServiceProviderConfig,
     Sort,
     Uniqueness,
@@ -120,6 +121,13 @@ class User(Resource[Any]):
 
     Roles: ClassVar[type[ComplexAttribute]] = UserRole
 
+
+# What Mittr tolerates from IdPs: attributes it does not keep (title, phoneNumbers, the enterprise
+# extension, ...) are accepted and dropped, so an IdP's default mappings work unchanged; Microsoft
+# Entra's PATCH habits (a `remove` naming its value; `add` through a filter that matches no entry yet,
+# as in roles[primary eq "True"].value) are applied as it means them.
+POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore, remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+                    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create)
 
 # The attributes kept as sent (memberships.scim_attributes), in their SCIM names.
 KEPT_ATTRIBUTES = ("name", "displayName", "emails", "roles")

@@ -309,3 +309,21 @@ async def test_patch_deactivate_reactivate_and_delete_are_audited(scim: Scim, ap
     assert all(r["actor_type"] == "system" and r["actor_label"].startswith("scim:mtscim_") for r in rows)
     assert rows[1]["before"]["active"] is True and rows[1]["after"]["active"] is False
     assert rows[3]["after"]["role"] == "admin" and rows[-1]["before"]["userName"] == "renamed@audit.example"
+
+
+async def test_an_idps_default_mappings_are_accepted(scim: Scim, pool: asyncpg.Pool) -> None:
+    """Attributes Mittr does not keep (Entra's and Okta's defaults map several) are dropped, not
+    refused; Entra's PATCH through a role filter that matches nothing yet adds the role."""
+    enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    status, user, _ = await scim.call("POST", "/Users", {
+        "schemas": [USER, enterprise], "userName": "entra@idp.example", "externalId": "0f3c-entra",
+        "active": True, "title": "Engineer", "phoneNumbers": [{"value": "+1 555 0100", "type": "work"}],
+        "emails": [{"value": "entra@idp.example", "type": "work", "primary": True}],
+        enterprise: {"department": "R&D"}})
+    assert status == 201 and user["externalId"] == "0f3c-entra" and "title" not in user, user
+    status, body = await scim.patch(user["id"], {"op": "Add", "path": 'roles[primary eq "True"].value',
+                                                 "value": "editor"})
+    assert status == 200 and body["roles"][0]["value"] == "editor", body
+    assert await pool.fetchval("SELECT role FROM memberships WHERE user_id = $1", uuid.UUID(user["id"])) == "editor"
+    status, page, _ = await scim.call("GET", "/Users?filter=" + quote('externalId eq "0f3c-entra"'))
+    assert status == 200 and [u["id"] for u in page["Resources"]] == [user["id"]], page
