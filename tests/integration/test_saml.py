@@ -144,6 +144,7 @@ async def test_a_signed_response_is_enough_and_names_come_from_okta_style_attrib
     ("expired", {"not_on_or_after": "2020-01-01T00:00:00Z"}, ""),
     ("wrong audience", {"audience_text": "https://other.example/sp"}, "Audience"),
     ("wrong recipient", {"recipient": "https://other.example/acs"}, "recipient"),
+    ("entity id as recipient", {"recipient": "ENTITY_ID"}, "recipient"),     # pysaml2 alone would take it
     ("wrong destination", {"destination": "https://other.example/acs"}, "addressed"),
 ])
 async def test_refused_responses(app: Caller, module_pool: Any, idp: SamlIdp, case: str, knobs: dict[str, Any],
@@ -151,6 +152,8 @@ async def test_refused_responses(app: Caller, module_pool: Any, idp: SamlIdp, ca
     domain = f"{case.replace(' ', '-')}.example"
     sp = await make_sp(app, module_pool, idp, [domain])
     rid = await sp.login()
+    if knobs.get("recipient") == "ENTITY_ID":
+        knobs = {"recipient": sp.urls["entityId"]}
     status, body, resp = await sp.post(sp.answer(rid, email=f"eve@{domain}", **knobs))
     assert status == 401 and body["code"] == "SAML_RESPONSE_INVALID", (case, body)
     assert why.lower() in body["error"].lower(), body
