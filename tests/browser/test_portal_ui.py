@@ -162,7 +162,7 @@ async def test_an_origin_the_session_does_not_allow_cannot_frame_it(
         try:
             page = await ctx.new_page()
             await page.goto(elsewhere.put("/evil", host_page(portal_url)))
-            await page.wait_for_timeout(1000)
+            await page.wait_for_load_state("networkidle")
             frame = page.frames[1]
             assert not frame.url.startswith(api.base), frame.url          # Chromium blocked the load
             status, sessions = await api.call("GET", f"/api/v1/sub-accounts/{sub}/sessions")
