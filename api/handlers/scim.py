@@ -221,9 +221,10 @@ def list_query(request: Request) -> Query:
 
 def _listed(item: ResourceType | Schema) -> dict[str, Any]:
     """A discovery list: one resource type, or one schema, since Mittr serves Users only."""
-    listed = ListResponse[type(item)](total_results=1, start_index=1, items_per_page=1,  # type: ignore[misc]
-                                      resources=[item])
-    return dump(listed, Context.SEARCH_RESPONSE)
+    page = {"total_results": 1, "start_index": 1, "items_per_page": 1}
+    if isinstance(item, ResourceType):
+        return dump(ListResponse[ResourceType](**page, resources=[item]), Context.SEARCH_RESPONSE)
+    return dump(ListResponse[Schema](**page, resources=[item]), Context.SEARCH_RESPONSE)
 
 
 @ROUTES.add("GET", f"{PREFIX}/ServiceProviderConfig", "SCIM: what this service provider supports", TAG, None,
