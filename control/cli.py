@@ -82,10 +82,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sup = Supervisor(child_env(db.url, args.config, _metrics_dir(settings)))
         sup.env[KEY_ENV] = resolve_key(settings.security["encryption_key"])
         sup.env["MITTR_SERVER__WORKERS"] = str(workers)   # the API divides per-key rate limits by it
-        member = _join(db.url, shards)
+        member = EngineMember.join(db.url, shards, settings)
         api = sup.add("api", api_argv(host, port, workers, _drain_s(settings)))
         for i in range(shards):
-            sup.add(f"shard-{i}", shard_argv(i, shards, member, member=member))
+            sup.add(f"shard-{i}", shard_argv(i, shards, member.id, member=member.id))
 
         def announce() -> None:
             if first is not None:
@@ -97,9 +97,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"database: {db.describe()})", flush=True)
 
         try:
-            return _supervise(sup, settings, announce, ApiStart(api, host, port, listen))
+            return _supervise(sup, settings, announce, ApiStart(api, host, port, listen), on_stopping=member.leave)
         finally:
-            _leave(db.url, member)
+            member.leave()
     finally:
         listen.release()
         db.stop_if_started()
@@ -149,46 +149,61 @@ def cmd_engine(args: argparse.Namespace) -> int:
         for i in range(args.first, args.first + shards):
             sup.add(f"shard-{i}", shard_argv(i, args.total, owner))
         return _supervise(sup, settings)
-    member = _join(db.url, shards)
+    member = EngineMember.join(db.url, shards, settings)
     for i in range(shards):
-        sup.add(f"shard-{i}", shard_argv(i, shards, member, member=member))
+        sup.add(f"shard-{i}", shard_argv(i, shards, member.id, member=member.id))
     try:
-        return _supervise(sup, settings)
+        return _supervise(sup, settings, on_stopping=member.leave)
     finally:
-        _leave(db.url, member)
+        member.leave()
 
 
-def _join(url: str, shards: int) -> str:
-    """Register this engine process as a member before its shards start (they heartbeat it)."""
-    from engine.membership import new_member_id, register
+class EngineMember:
+    """This process as an engine member (engine/membership.py): registered before its shards
+    start, kept alive by a heartbeat thread, deregistered when it stops."""
 
-    member = new_member_id()
+    def __init__(self, url: str, member_id: str, heartbeat: Any) -> None:
+        self.url, self.id, self.heartbeat = url, member_id, heartbeat
+        self.left = False
 
-    async def run() -> None:
-        conn = await connect(url)
-        try:
-            await register(conn, member, shards)
-        finally:
-            await conn.close()
-    asyncio.run(run())
-    return member
+    @classmethod
+    def join(cls, url: str, shards: int, settings: Settings) -> EngineMember:
+        from engine.membership import Heartbeat, new_member_id, register
 
+        member = new_member_id()
 
-def _leave(url: str, member: str) -> None:
-    """After the shards stopped (their leases released): the member is gone now, not after the
-    expiry, so the others take its ranges at once. A failure only delays that to the expiry."""
-    from engine.membership import leave
-
-    async def run() -> None:
-        conn = await connect(url)
-        try:
-            await leave(conn, member)
-        finally:
-            await conn.close()
-    try:
+        async def run() -> None:
+            conn = await connect(url)
+            try:
+                await register(conn, member, shards)
+            finally:
+                await conn.close()
         asyncio.run(run())
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        log.warning("could not deregister the engine member; it expires by itself", extra={"error": str(exc)})
+        beat = Heartbeat(url, member, shards, float(settings.engine["lease_renew_s"]))
+        beat.start()
+        return cls(url, member, beat)
+
+    def leave(self) -> None:
+        """On a clean stop, before the shards drain: the others recompute at once and take each
+        range as soon as its shard has released it, instead of after the expiry. A failure here
+        only delays that to the expiry."""
+        if self.left:
+            return
+        self.left = True
+        from engine.membership import leave
+
+        self.heartbeat.stop()
+
+        async def run() -> None:
+            conn = await connect(self.url)
+            try:
+                await leave(conn, self.id)
+            finally:
+                await conn.close()
+        try:
+            asyncio.run(run())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("could not deregister the engine member; it expires by itself", extra={"error": str(exc)})
 
 
 def _metrics_dir(settings: Settings) -> str:
@@ -208,7 +223,7 @@ def _external_db(settings: Settings) -> Database:
 
 
 def _supervise(sup: Supervisor, settings: Settings, announce: Callable[[], None] | None = None,
-               api: ApiStart | None = None) -> int:
+               api: ApiStart | None = None, on_stopping: Callable[[], None] | None = None) -> int:
     """Start the children; with an API, announce only once it answers and fail (1, everything
     stopped) if it cannot. Then restart what dies until SIGTERM / Ctrl-C, and drain."""
     from engine.supervisor import wait_http_ok
@@ -227,6 +242,8 @@ def _supervise(sup: Supervisor, settings: Settings, announce: Callable[[], None]
         sup.watch_once()
         time.sleep(0.2)
     print("mittr: stopping (draining in-flight deliveries)...", flush=True)
+    if on_stopping is not None:
+        on_stopping()
     sup.stop_all(_drain_s(settings) + 10)
     return 0
 

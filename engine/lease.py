@@ -17,6 +17,7 @@ from control.store.queries import q
 
 log = logging.getLogger("mittr.engine.lease")
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+ACQUIRE_POLL_S = 0.25    # a range being handed over is taken this soon after its giver releases it
 
 
 class Lease:
@@ -52,7 +53,7 @@ class Lease:
                             return True
             except DB_ERRORS as exc:
                 log.warning("lease acquisition failed", extra={"error": str(exc)})
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(ACQUIRE_POLL_S)
         return False
 
     async def keep(self, on_lost: Callable[[], None], stopping: Callable[[], bool]) -> None:

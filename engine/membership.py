@@ -1,8 +1,10 @@
 """This engine process as a member: heartbeat, the live member list, and the range it implies.
 
-Every shard of a member heartbeats the member's row (so the member lives while any of its shards
-does) and recomputes the assignment (control/policy/assignment.py) from the live members every
-`lease_renew_s`, or at once when a member announces a join or a clean leave on `mittr_members`.
+The supervising process (`mittr engine`, `mittr serve`) is the member: a thread of it heartbeats
+the member's row every `lease_renew_s`, so a shard restarting (or moving to a new range) does not
+make its member look dead. Every shard recomputes the assignment (control/policy/assignment.py)
+from the live members every `lease_renew_s`, or at once when a member announces a join or a clean
+leave on `mittr_members`.
 When the range assigned to this shard differs from the one it holds, the shard hands its range over
 (drain, release: engine/shard.py) and a fresh process takes the new one. The range itself only
 changes hands through the epoch-fenced lease; the member list only says who should ask for it.
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 
@@ -47,26 +50,61 @@ async def leave(conn: asyncpg.Connection | asyncpg.Pool, member_id: str) -> None
     await conn.execute("SELECT pg_notify($1, $2)", MEMBERS_CHANNEL, member_id)
 
 
+class Heartbeat(threading.Thread):
+    """The member's heartbeat, in a thread of the supervising process (which is synchronous):
+    its own event loop and connection, reconnecting after a failure, until `stop()`."""
+
+    def __init__(self, url: str, member_id: str, shards: int, interval_s: float) -> None:
+        super().__init__(name="mittr-member-heartbeat", daemon=True)
+        self.url, self.member_id, self.shards, self.interval_s = url, member_id, shards, interval_s
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        conn: asyncpg.Connection | None = None
+        host, pid = socket.gethostname(), os.getpid()
+        while not self._halt.is_set():
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self.url, timeout=max(1.0, self.interval_s))
+                await asyncio.wait_for(conn.execute(q("member_heartbeat"), self.member_id, host, pid, self.shards),
+                                       timeout=max(1.0, self.interval_s))
+            except (*DB_ERRORS, OSError) as exc:
+                log.warning("member heartbeat failed", extra={"member": self.member_id, "error": str(exc)})
+                if conn is not None:
+                    conn.terminate()
+                    conn = None
+            await asyncio.to_thread(self._halt.wait, self.interval_s)
+        if conn is not None:
+            await conn.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=self.interval_s + 5)
+
+
 class Membership:
     """One shard's view: its member, its index within the member, the range assigned to it."""
 
     def __init__(self, pool: asyncpg.Pool, member_id: str, shards: int, index: int, partitions: int,
-                 ttl_s: float, renew_s: float, host: str | None = None, pid: int | None = None) -> None:
+                 ttl_s: float, renew_s: float) -> None:
         self.pool, self.member_id, self.shards, self.index = pool, member_id, shards, index
         self.partitions, self.ttl_s, self.renew_s = partitions, ttl_s, renew_s
-        self.host, self.pid = host or socket.gethostname(), pid or os.getppid()
         self.members: list[Member] = []
         self.wanted = asyncio.Event()
 
-    async def beat(self) -> tuple[int, int]:
-        """Heartbeat, read the live members, return this shard's range (lo == hi: nothing to hold)."""
+    async def view(self) -> tuple[int, int]:
+        """Read the live members, return this shard's range (lo == hi: nothing to hold)."""
         async with self.pool.acquire() as conn:
-            await conn.execute(q("member_heartbeat"), self.member_id, self.host, self.pid, self.shards)
             rows = await conn.fetch(q("live_members"), self.ttl_s)
             if self.index == 0:
                 await conn.execute(q("forget_members"), self.ttl_s * FORGET_AFTER_TTLS)
         self.members = [Member(r["id"], int(r["shards"])) for r in rows]
-        if not any(m.id == self.member_id for m in self.members):   # our own beat is in: a clock oddity
+        if not any(m.id == self.member_id for m in self.members):
+            # This shard runs, so its member does (its heartbeat is late, or the supervisor is
+            # gone and the shard will follow it): count it, and let the leases arbitrate.
             self.members.append(Member(self.member_id, self.shards))
         return assign(self.members, self.partitions).get((self.member_id, self.index), (0, 0))
 
@@ -76,7 +114,7 @@ class Membership:
 
     async def watch(self, held: tuple[int, int], on_moved: Callable[[tuple[int, int]], None],
                     stopping: Callable[[], bool]) -> None:
-        """Heartbeat every renew interval; report once when the assignment no longer gives us `held`."""
+        """Look every renew interval; report once when the assignment no longer gives us `held`."""
         while not stopping():
             try:
                 await asyncio.wait_for(self.wanted.wait(), timeout=self.renew_s)
@@ -86,9 +124,9 @@ class Membership:
             if stopping():
                 return
             try:
-                now = await self.beat()
+                now = await self.view()
             except DB_ERRORS as exc:
-                log.warning("membership heartbeat failed", extra={"error": str(exc)})
+                log.warning("reading the engine members failed", extra={"error": str(exc)})
                 continue
             if now != held:
                 log.info("range reassigned", extra={"member": self.member_id, "index": self.index,

@@ -129,7 +129,7 @@ class Shard:
                 await self.pool.close()
                 return 0
             lo, hi = found
-            # Heartbeat from now on, also while waiting for the range's previous owner to let go.
+            # Follow the members from now on, also while waiting for the range's previous owner.
             watcher = asyncio.create_task(self._guarded("membership", lambda: self._watch_members((lo, hi))))
         self.lease = Lease(self.pool, lo, hi, self.owner, ttl_s, renew_s)
         if lo == hi or not await self.lease.acquire(lambda: self.stopping):
@@ -189,13 +189,13 @@ class Shard:
 
     # -- membership --------------------------------------------------------------------------------
     async def _assigned_range(self) -> tuple[int, int] | None:
-        """Register and compute this shard's range; None when asked to stop first."""
+        """This shard's range from the live members; None when asked to stop first."""
         assert self.membership is not None
         while not self.stopping:
             try:
-                return await self.membership.beat()
+                return await self.membership.view()
             except DB_ERRORS as exc:
-                log.warning("membership heartbeat failed", extra={"error": str(exc)})
+                log.warning("reading the engine members failed", extra={"error": str(exc)})
                 await asyncio.sleep(1.0)
         return None
 
