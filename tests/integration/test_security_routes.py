@@ -20,6 +20,7 @@ from control.services.keys import create_client, create_key
 from control.services.users import add_member, create_user
 from tests.integration.conftest import Caller
 from tests.support.certs import make_pki
+from tests.support.saml_idp import certificate_pem
 
 AUTHED = [r for r in ROUTES.routes if r.scope is not None]
 RULE = {"name": "r", "condition": {"metric": "failure_rate", "operator": "gt", "value": 0.1, "window": "5m"},
@@ -77,12 +78,16 @@ async def make_tenant(app_client: Caller, pool: Any) -> dict[str, str]:
     assert status == 201, portal
     status, scim_token, _ = await app_client.call("POST", "/api/v1/scim/tokens", {"name": "idp"})
     assert status == 201, scim_token
+    status, saml, _ = await app_client.call("POST", "/api/v1/sso/saml", {
+        "slug": "idp", "idpEntityId": "https://idp.example/", "ssoUrl": "https://idp.example/sso",
+        "certificates": [certificate_pem()]})
+    assert status == 201, saml
     return {"endpoint": ep["id"], "event": ev["id"], "event_type": et["id"], "event_type_name": et["name"],
             "delivery": str(attempt_id), "project": project["id"],
             "team_member": str(member["id"]), "invite": str(invite_id),
             "sub_account": sub_account["id"], "portal_session": portal["session"]["id"],
             "alert_rule": rule["id"], "connector": connector["name"], "inbound": inbound["id"],
-            "scim_token": scim_token["id"]}
+            "scim_token": scim_token["id"], "saml_connection": saml["id"]}
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -106,6 +111,8 @@ def fill(path: str, ids: dict[str, str]) -> str:
         key = "inbound"
     elif path.startswith("/api/v1/scim/tokens/"):
         key = "scim_token"
+    elif path.startswith("/api/v1/sso/saml/"):
+        key = "saml_connection"
     else:
         key = "endpoint"
     name = ids["connector"] if path.startswith("/api/v1/connectors/") else ids["event_type_name"]
@@ -133,7 +140,7 @@ def valid_body(r: Route, tmp: Path) -> Any:
         return {**RULE, "description": "changed"}
     if r.path.startswith("/api/v1/connectors/"):
         return {"notify": ["alerts"]}
-    if r.path.startswith("/api/v1/scim/"):
+    if r.path.startswith(("/api/v1/scim/", "/api/v1/sso/")):
         return {"name": "changed"}
     return {"description": "changed"}
 

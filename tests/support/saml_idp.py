@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -130,3 +131,15 @@ class SamlIdp:
         else:
             xml = str(response)
         return base64.b64encode(xml.encode() if isinstance(xml, str) else xml).decode()
+
+
+@functools.cache
+def certificate_pem() -> str:
+    """A self-signed certificate, PEM (one per test process): enough to configure an IdP by hand."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "route-walk idp")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
