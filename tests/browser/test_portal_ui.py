@@ -91,6 +91,12 @@ async def test_a_framed_portal_manages_its_endpoints_and_sees_only_its_deliverie
     row = portal.get_by_role("row").filter(has_text=sink.url + "/a")
     await expect(row).to_contain_text("active")
     assert secret not in await frame.content()
+    # a reload inside the frame goes on with the session kept in this tab's sessionStorage
+    async with page.expect_event("framenavigated", lambda f: f.parent_frame is not None):
+        await frame.evaluate("location.reload()")
+    await expect(row).to_contain_text("active")
+    frame = page.frames[1]
+    assert "token" not in frame.url and secret not in await frame.content()
 
     # edit, pause, resume (by keyboard: focus and Enter)
     await row.get_by_role("link", name="Edit").click()
