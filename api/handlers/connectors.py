@@ -71,12 +71,13 @@ CONNECTOR_BODY: dict[str, Any] = {"type": "object", "additionalProperties": Fals
                "anyOf": [settings_schema(kind) for kind in TYPES]},
     "template": nullable(TEMPLATE), "notify": nullable(NOTIFY)},
     "description": "name and type cannot change (given, they must be the current ones)"}
-# Create: the settings the type needs are required, per type.
-CREATE_CONNECTOR_BODY: dict[str, Any] = {"oneOf": [
-    {"type": "object", "title": kind, "required": ["name", "type", "config"], "additionalProperties": False,
-     "properties": {"name": _NAME, "type": {"type": "string", "enum": [kind]},
-                    "config": settings_schema(kind, CONNECTOR_REQUIRED[kind]),
-                    "template": nullable(TEMPLATE), "notify": nullable(NOTIFY)}} for kind in TYPES],
+# Create: the settings the type needs are required, per type (the branches only tie config to type).
+CREATE_CONNECTOR_BODY: dict[str, Any] = {
+    "type": "object", "required": ["name", "type", "config"], "additionalProperties": False,
+    "properties": {**CONNECTOR_BODY["properties"], "config": {"type": "object"}},
+    "oneOf": [{"title": kind, "properties": {"type": {"type": "string", "enum": [kind]},
+                                             "config": settings_schema(kind, CONNECTOR_REQUIRED[kind])}}
+              for kind in TYPES],
     "example": {"name": "prod-slack-alerts", "type": "slack",
                 "config": {"webhookUrl": "https://hooks.slack.com/services/T000/B000/XXXX",
                            "channel": "#webhook-alerts", "username": "Mittr Bot", "iconEmoji": ":bell:"},
