@@ -168,6 +168,106 @@ async def event_view(scene: Scene, page: Any) -> None:
     await settle(page, "Event payment.succeeded")
 
 
+async def dash_call(scene: Scene, page: Any, method: str, path: str, body: Any = None, **headers: str) -> Any:
+    """The dashboard user's own API call (the page's cookie, our Origin), as the pages make them."""
+    resp = await page.request.fetch(scene.server.url + path, method=method, data=body,
+                                    headers={"Origin": scene.server.url, **headers})
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {await resp.text()}")
+    return await resp.json() if resp.status != 204 else None
+
+
+def settled(event: dict[str, Any]) -> bool:
+    """Delivered, dead, or held by an open circuit breaker (which stays open for the pictures)."""
+    pending = event.get("pending") or []
+    return event["status"] in ("delivered", "dead") or (bool(pending) and all(
+        p["waitingReason"] == "circuit_open" for p in pending))
+
+
+async def dashboard_data(scene: Scene) -> dict[str, Any]:
+    """The signed-in user's workspace with something to show: three endpoints on the sink (one edited,
+    so it has versions; two failing now and then), event types with a schema, a project, a key, an
+    alert rule, an invitation, and events delivered, retried and dead."""
+    async def make() -> dict[str, Any]:
+        ctx = await signed_in_context(scene)
+        page = ctx.pages[0]
+
+        async def call(method: str, path: str, body: Any = None, **headers: str) -> Any:
+            return await dash_call(scene, page, method, path, body, **headers)
+        try:
+            eps = [await call("POST", "/api/v1/endpoints", {
+                "url": scene.sink.url + path, "eventTypes": types, "description": description, "maxRetries": 3,
+                "retryBackoffMs": 200}) for path, types, description in (
+                    ("/shop", ["order.*"], "Order updates for the ERP"),
+                    ("/ledger", ["payment.*", "invoice.*"], "Billing ledger"),
+                    ("/crm", ["customer.*"], "CRM sync"))]
+            # The CRM starts failing: its breaker opens (and stays open for the pictures).
+            await call("PATCH", f"/api/v1/endpoints/{eps[2]['id']}", {"circuitThreshold": 3, "circuitResetMs": 3600000})
+            await call("PATCH", f"/api/v1/endpoints/{eps[0]['id']}",
+                       {"timeoutMs": 10000, "rateLimitPerSec": 50, "description": "Order updates (ERP, v2)"})
+            await call("POST", "/api/v1/event-types", {
+                "name": "order.created", "description": "A customer placed an order", "schemaVersion": "1.2",
+                "schema": {"type": "object", "required": ["id", "amount"], "properties": {
+                    "id": {"type": "string"}, "amount": {"type": "integer", "minimum": 0}}}})
+            await call("POST", "/api/v1/event-types", {"name": "payment.succeeded", "description": "A payment cleared"})
+            await call("POST", "/api/v1/projects", {"name": "Staging", "environment": "staging"})
+            await call("POST", "/api/v1/api-keys", {"name": "Checkout service",
+                                                    "scopes": ["events:write", "events:read"]})
+            await call("POST", "/api/v1/alerting/rules", {
+                "name": "Failure rate over 10%", "condition": {"metric": "failure_rate", "operator": "gt", "value": 0.1,
+                                                               "window": "15m"},
+                "action": {"type": "email", "to": ["oncall@example.com"]}, "cooldown": "30m"})
+            await call("POST", "/api/v1/team/invite", {"email": "grace@example.com", "role": "editor"})
+            scene.sink.script("/ledger", lambda n: 503 if n % 4 == 1 else 200)
+            scene.sink.script("/crm", lambda n: 500 if n >= 4 else 200)
+            ids = []
+            for i in range(18):
+                kind = ("order.created", "payment.succeeded", "customer.updated")[i % 3]
+                made = await call("POST", "/api/v1/events", {
+                    "eventType": kind, "payload": {"id": f"{kind[:3]}_{1040 + i}", "amount": 1200 + 75 * i},
+                    "maxAttempts": 2}, **{"X-Idempotency-Key": str(uuid.uuid4())})
+                ids.append(made["id"])
+            deadline = asyncio.get_running_loop().time() + 30
+            for event_id in ids:
+                while not settled(await call("GET", f"/api/v1/events/{event_id}")):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise RuntimeError(f"event {event_id} did not finish")
+                    await asyncio.sleep(0.2)
+            return {"endpoint": eps[0]["id"], "retried": ids[1]}
+        finally:
+            await ctx.close()
+    return dict(await scene.once("dashboard", make))
+
+
+def dashboard_shot(name: str, path: str | Callable[[dict[str, Any]], str], heading: str, *,
+                   full_page: bool = False, after: Callable[[Any], Awaitable[None]] | None = None) -> Shot:
+    """A dashboard page, signed in, taken once `heading` is drawn and the network is quiet."""
+    async def url(scene: Scene) -> str:
+        data = await dashboard_data(scene)
+        return f"{scene.server.url}/dashboard{path(data) if callable(path) else path}"
+
+    async def act(scene: Scene, page: Any) -> None:
+        await settle(page, heading)
+        if after is not None:
+            await after(page)
+    return Shot(name, url, act, signed_in=True, full_page=full_page)
+
+
+async def live_and_charts(page: Any) -> None:
+    await page.locator(".live-status.on").wait_for()
+    await page.get_by_role("heading", name="Endpoint health").wait_for()
+    await page.wait_for_timeout(2500)   # a few live samples for the sparkline
+
+
+async def diffed(page: Any) -> None:
+    await page.get_by_role("button", name="Diff").click()
+    await page.get_by_text("Changes from v1 to v2").wait_for()
+
+
+async def login_page(scene: Scene) -> str:
+    return f"{scene.server.url}/dashboard/events"   # not signed in: the login page, then back here
+
+
 SHOTS: list[Shot] = [
     Shot("portal-embedded", embedded_url, embedded),
     Shot("portal-endpoints", lambda s: s.portal(), endpoints_view),
@@ -175,15 +275,29 @@ SHOTS: list[Shot] = [
     Shot("portal-events", lambda s: s.portal("#events"), events_view),
     Shot("portal-event", event_url, event_view),
     Shot("portal-expired", lambda s: s.portal(), expired),
+    Shot("dashboard-login", login_page, lambda s, page: settle(page, "Sign in to Mittr")),
+    dashboard_shot("dashboard-overview", "/", "Overview", full_page=True, after=live_and_charts),
+    dashboard_shot("dashboard-events", "/events", "Delivery attempts"),
+    dashboard_shot("dashboard-event", lambda d: f"/events/{d['retried']}", "Payload"),
+    dashboard_shot("dashboard-endpoints", "/endpoints", "Endpoints"),
+    dashboard_shot("dashboard-endpoint", lambda d: f"/endpoints/{d['endpoint']}", "Versions", full_page=True,
+                   after=diffed),
+    dashboard_shot("dashboard-event-types", "/event-types", "Event types"),
+    dashboard_shot("dashboard-alerts", "/alerts", "Alerting"),
+    dashboard_shot("dashboard-team", "/team", "Team"),
 ]
 
 
 async def signed_in_context(scene: Scene) -> Any:
     ctx = await scene.browser.new_context(viewport=VIEWPORT)
     page = await ctx.new_page()
+    who = {"email": "ada@example.com", "password": PASSWORD}
     resp = await page.request.post(f"{scene.server.url}/auth/signup", headers={"Origin": scene.server.url},
-                                   data={"email": "ada@example.com", "password": PASSWORD, "companyName": "Acme"})
-    if resp.status != 201:
+                                   data={**who, "companyName": "Acme"})
+    if resp.status == 409:   # signed up by an earlier shot: log in
+        resp = await page.request.post(f"{scene.server.url}/auth/login", headers={"Origin": scene.server.url},
+                                       data=who)
+    if resp.status not in (200, 201):
         raise RuntimeError(f"signup: {resp.status} {await resp.text()}")
     return ctx
 
@@ -202,20 +316,22 @@ async def take(scene: Scene, shot: Shot) -> Path:
         await ctx.close()
 
 
-async def page_cost(scene: Scene) -> dict[str, int]:
-    """Requests and bytes (as transferred: headers and encoded bodies) of one portal load, from
-    opening the session URL to the endpoints list drawn, in a fresh context (nothing cached)."""
-    ctx = await scene.browser.new_context(viewport=VIEWPORT)
+async def page_cost(scene: Scene, url: str | None = None, heading: str = "Endpoints",
+                    signed_in: bool = False) -> dict[str, int]:
+    """Requests and bytes (as transferred: headers and encoded bodies) of one page load, from
+    opening `url` (default: a portal session URL) to `heading` drawn and the network quiet, in a
+    fresh context (nothing cached; `signed_in`: with the dashboard's cookie)."""
+    ctx = await (signed_in_context(scene) if signed_in else scene.browser.new_context(viewport=VIEWPORT))
     sizes: list[dict[str, int]] = []
     done: list[Any] = []
 
     async def finished(request: Any) -> None:
         sizes.append(await request.sizes())
     try:
-        page = await ctx.new_page()
+        page = ctx.pages[0] if ctx.pages else await ctx.new_page()
         page.on("requestfinished", lambda r: done.append(asyncio.ensure_future(finished(r))))
-        await page.goto(await scene.portal())
-        await settle(page, "Endpoints")
+        await page.goto(url or await scene.portal())
+        await settle(page, heading)
         await asyncio.gather(*done)
     finally:
         await ctx.close()
@@ -264,6 +380,11 @@ async def run(names: list[str], cost: bool) -> int:
                 print("wrote", (await take(scene, shot)).relative_to(ROOT))
             if cost:
                 print("portal page load:", await page_cost(scene))
+                await dashboard_data(scene)
+                print("dashboard overview load:", await page_cost(scene, scene.server.url + "/dashboard/",
+                                                                  "Endpoint health", signed_in=True))
+                print("dashboard events load:", await page_cost(scene, scene.server.url + "/dashboard/events",
+                                                                "Delivery attempts", signed_in=True))
             await browser.close()
     finally:
         await host.stop()
