@@ -4,9 +4,9 @@
 import { h } from "./ui.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 640;
-const H = 220;
-const PAD = { l: 48, r: 12, t: 12, b: 28 };
+const W = 480;
+const H = 200;
+const PAD = { l: 46, r: 10, t: 12, b: 26 };
 
 function s(tag, attrs, ...kids) {
   const e = document.createElementNS(NS, tag);
@@ -138,9 +138,10 @@ export function barList(title, items) {
   if (!total) return empty(title);
   const max = Math.max(...items.map((it) => it.value));
   const rowH = 22;
-  const labelW = 90;
-  const barW = W - labelW - 60;
-  const svg = s("svg", { viewBox: `0 0 ${W} ${items.length * rowH + 4}`, class: "svg-chart" });
+  const width = 400;   // narrower than the line charts: the labels then read at the same size
+  const labelW = 70;
+  const barW = width - labelW - 40;
+  const svg = s("svg", { viewBox: `0 0 ${width} ${items.length * rowH + 4}`, class: "svg-chart" });
   items.forEach((it, i) => {
     const y = i * rowH + 2;
     svg.append(s("text", { x: 0, y: y + 14, class: "bar-label" }, it.name),

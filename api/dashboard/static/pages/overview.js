@@ -29,7 +29,8 @@ function liveSection() {
       card("In flight", fmtNum(st.inFlight)),
       card("Delivered/s", fmtNum(st.deliveredPerSec, 2)),
       card("Failed/s", fmtNum(st.failedPerSec, 2)),
-      card("Last minute", `${fmtNum(st.lastMinute.delivered)} delivered`, h("small", {}, `${fmtNum(st.lastMinute.failed)} failed, ${fmtNum(st.lastMinute.dead)} dead`)),
+      card("Delivered, last min", fmtNum(st.lastMinute.delivered),
+        h("small", {}, `${fmtNum(st.lastMinute.failed)} failed, ${fmtNum(st.lastMinute.dead)} dead`)),
       card("Shards", fmtNum(st.shards.length)));
     clear(spark, sparkline(delivered, `Delivered per second, last ${delivered.length} seconds`));
   }
