@@ -159,8 +159,8 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 
 class EngineMember:
-    """This process as an engine member (engine/membership.py): registered before its shards
-    start, kept alive by a heartbeat thread, deregistered when it stops."""
+    """This process as an engine member (engine/membership.py): registered by its first shard
+    ready to work, kept alive by a heartbeat thread here, deregistered when it stops."""
 
     def __init__(self, url: str, member_id: str, heartbeat: Any) -> None:
         self.url, self.id, self.heartbeat = url, member_id, heartbeat
@@ -168,17 +168,9 @@ class EngineMember:
 
     @classmethod
     def join(cls, url: str, shards: int, settings: Settings) -> EngineMember:
-        from engine.membership import Heartbeat, new_member_id, register
+        from engine.membership import Heartbeat, new_member_id
 
         member = new_member_id()
-
-        async def run() -> None:
-            conn = await connect(url)
-            try:
-                await register(conn, member, shards)
-            finally:
-                await conn.close()
-        asyncio.run(run())
         beat = Heartbeat(url, member, shards, float(settings.engine["lease_renew_s"]))
         beat.start()
         return cls(url, member, beat)

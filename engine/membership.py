@@ -1,8 +1,9 @@
 """This engine process as a member: heartbeat, the live member list, and the range it implies.
 
-The supervising process (`mittr engine`, `mittr serve`) is the member: a thread of it heartbeats
-the member's row every `lease_renew_s`, so a shard restarting (or moving to a new range) does not
-make its member look dead. Every shard recomputes the assignment (control/policy/assignment.py)
+The supervising process (`mittr engine`, `mittr serve`) is the member. Its first shard ready to
+take a range registers it (so the others do not hand ranges over to a member still starting up),
+and from then on a thread of the supervisor heartbeats the row every `lease_renew_s`, so a shard
+restarting does not make its member look dead. Every shard recomputes the assignment (control/policy/assignment.py)
 from the live members every `lease_renew_s`, or at once when a member announces a join or a clean
 leave on `mittr_members`.
 When the range assigned to this shard differs from the one it holds, the shard hands its range over
@@ -39,8 +40,8 @@ def new_member_id(host: str | None = None) -> str:
 
 async def register(conn: asyncpg.Connection | asyncpg.Pool, member_id: str, shards: int,
                    host: str | None = None, pid: int | None = None) -> None:
-    """Join (or stay): the row, then a wake-up so the others rebalance now rather than on their next beat."""
-    await conn.execute(q("member_heartbeat"), member_id, host or socket.gethostname(), pid or os.getpid(), shards)
+    """Join: the row, then a wake-up so the others rebalance now rather than on their next look."""
+    await conn.execute(q("member_join"), member_id, host or socket.gethostname(), pid or os.getpid(), shards)
     await conn.execute("SELECT pg_notify($1, $2)", MEMBERS_CHANNEL, member_id)
 
 
@@ -52,7 +53,9 @@ async def leave(conn: asyncpg.Connection | asyncpg.Pool, member_id: str) -> None
 
 class Heartbeat(threading.Thread):
     """The member's heartbeat, in a thread of the supervising process (which is synchronous):
-    its own event loop and connection, reconnecting after a failure, until `stop()`."""
+    its own event loop and connection, reconnecting after a failure, until `stop()`. It keeps alive
+    a row its shards made; a row that vanished after that (forgotten during a long outage) it makes
+    again."""
 
     def __init__(self, url: str, member_id: str, shards: int, interval_s: float) -> None:
         super().__init__(name="mittr-member-heartbeat", daemon=True)
@@ -64,13 +67,16 @@ class Heartbeat(threading.Thread):
 
     async def _loop(self) -> None:
         conn: asyncpg.Connection | None = None
-        host, pid = socket.gethostname(), os.getpid()
+        seen = False
+        limit = max(1.0, self.interval_s)
         while not self._halt.is_set():
             try:
                 if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(self.url, timeout=max(1.0, self.interval_s))
-                await asyncio.wait_for(conn.execute(q("member_heartbeat"), self.member_id, host, pid, self.shards),
-                                       timeout=max(1.0, self.interval_s))
+                    conn = await asyncpg.connect(self.url, timeout=limit)
+                if await asyncio.wait_for(conn.fetchval(q("member_beat"), self.member_id), timeout=limit):
+                    seen = True
+                elif seen:
+                    await asyncio.wait_for(register(conn, self.member_id, self.shards), timeout=limit)
             except (*DB_ERRORS, OSError) as exc:
                 log.warning("member heartbeat failed", extra={"member": self.member_id, "error": str(exc)})
                 if conn is not None:
@@ -94,6 +100,9 @@ class Membership:
         self.partitions, self.ttl_s, self.renew_s = partitions, ttl_s, renew_s
         self.members: list[Member] = []
         self.wanted = asyncio.Event()
+
+    async def join(self) -> None:
+        await register(self.pool, self.member_id, self.shards, pid=os.getppid())
 
     async def view(self) -> tuple[int, int]:
         """Read the live members, return this shard's range (lo == hi: nothing to hold)."""

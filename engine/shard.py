@@ -86,6 +86,8 @@ class Shard:
         self.index, self.count, self.owner, self.member = index, count, owner, member
         self.membership: Membership | None = None
         self.reassigned: tuple[int, int] | None = None
+        self._signalled = False
+        self.joined = False
         self.max_buffered = int(eng["max_buffered"])
         self.horizon_s = float(eng["claim_horizon_s"])
         self.box = box_for(settings.security["encryption_key"])
@@ -97,7 +99,7 @@ class Shard:
         self.direct_retry = RetrySettings(int(eng["default_retry_backoff_ms"]),
                                           float(eng["default_retry_backoff_mult"]),
                                           int(eng["default_retry_backoff_max"]))
-        self.dispatcher = Dispatcher(now_ms(), int(eng["max_in_flight"]), int(eng["max_in_flight_per_endpoint"]))
+        self.dispatcher = self._new_dispatcher()
         self.stopping = False
         self._stop_reason: str | None = None
         self._wake = asyncio.Event()
@@ -110,23 +112,54 @@ class Shard:
         self.claimer: Claimer
         self.delivered = 0
 
+    def _new_dispatcher(self) -> Dispatcher:
+        eng = self.settings.engine
+        return Dispatcher(now_ms(), int(eng["max_in_flight"]), int(eng["max_in_flight_per_endpoint"]))
+
     # -- lifecycle ---------------------------------------------------------------------------------
     async def run(self) -> int:
+        """Take a range, work it, hand it over when the members say so and take the next one, all in
+        this process; exit on a stop, a lost lease, or a hand-over that left work in flight."""
         eng, db = self.settings.engine, self.settings.database
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):     # from the start: a stop while waiting is quiet
-            loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(sig, self._on_signal)
         self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2))
         partitions = await partitions_of(self.pool)
+        if self.member is not None:
+            self.membership = Membership(self.pool, self.member, self.count, self.index, partitions,
+                                         float(eng["lease_ttl_s"]), float(eng["lease_renew_s"]))
+        self.kinds = Kinds(Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"])),
+                           str(eng.get("storage_root") or ""))
+        self.endpoints = EndpointCache(self.pool, self.box, eng)
+        try:
+            while True:
+                code = await self._tenure(partitions)
+                if code != 0 or self.reassigned is None or self._signalled:
+                    break
+                # Handed over cleanly (nothing in flight, everything recorded or given back): the
+                # next range is taken by this same process, with a fresh in-memory scheduler.
+                self.stopping, self.reassigned, self._stop_reason = False, None, None
+                self.dispatcher = self._new_dispatcher()
+        finally:
+            await self.kinds.close()
+            self.requests.transforms.close()
+            await self.pool.close()
+        log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
+        return code
+
+    async def _tenure(self, partitions: int) -> int:
+        """One range, from taking its lease to releasing it. 0: stopped or handed over cleanly;
+        EXIT_REASSIGNED: handed over with work still in flight (a fresh process takes the next
+        range, so no late callback of this one can touch it); 3: the lease was lost."""
+        eng = self.settings.engine
         ttl_s, renew_s = float(eng["lease_ttl_s"]), float(eng["lease_renew_s"])
         watcher: asyncio.Task[None] | None = None
-        if self.member is None:
+        if self.membership is None:
             lo, hi = shard_ranges(partitions, self.count)[self.index]
         else:
-            self.membership = Membership(self.pool, self.member, self.count, self.index, partitions, ttl_s, renew_s)
             found = await self._assigned_range()
             if found is None:
-                await self.pool.close()
                 return 0
             lo, hi = found
             # Follow the members from now on, also while waiting for the range's previous owner.
@@ -136,14 +169,14 @@ class Shard:
             # Nothing assigned (more shards than partitions), or asked to stop or move while waiting.
             while lo == hi and not self.stopping:  # noqa: ASYNC110 - the watcher or a signal ends it
                 await asyncio.sleep(0.1)
-            return await self._close_early(watcher)
-        self.kinds = Kinds(Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"])),
-                           str(eng.get("storage_root") or ""))
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            return 0
         self.writer = OutcomeWriter(self.pool, lambda: self.lease.epoch, int(eng["writer_batch"]),
                                     int(eng["writer_interval_ms"]), on_flushed=self._flushed,
                                     on_stuck=lambda: self._give_up(WRITES_FAILING), on_dropped=self._dropped,
                                     stuck_after_s=float(eng["lease_ttl_s"]))
-        self.endpoints = EndpointCache(self.pool, self.box, eng)
         self.claimer = Claimer(self.pool, self.lease, self.dispatcher, self.endpoints, self.writer, self.box,
                                batch=int(eng["claim_batch"]), max_buffered=self.max_buffered,
                                horizon_s=self.horizon_s, scan_interval_s=int(eng["scan_interval_ms"]) / 1000,
@@ -170,29 +203,29 @@ class Shard:
             log.error("lease gone; exiting so the supervisor restarts this shard",
                       extra={"shard": self.index, "reason": str(exc)})
             code = 3
-        await self._drain(code == 0)
+        clean = await self._drain(code == 0)
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        await self.kinds.close()
-        self.requests.transforms.close()
         if code == 0 or self._stop_reason == WRITES_FAILING:
             await self.lease.release()
-        await self.pool.close()
-        log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
         if code == 0 and self.reassigned is not None:
-            log.info("range handed over; restarting for the new one",
-                     extra={"shard": self.index, "range": self.lease.slot,
-                            "assigned": f"{self.reassigned[0]}-{self.reassigned[1]}"})
-            return EXIT_REASSIGNED
+            log.info("range handed over", extra={"shard": self.index, "range": self.lease.slot, "clean": clean,
+                                                 "assigned": f"{self.reassigned[0]}-{self.reassigned[1]}"})
+            if not clean:
+                return EXIT_REASSIGNED
         return code
 
     # -- membership --------------------------------------------------------------------------------
     async def _assigned_range(self) -> tuple[int, int] | None:
-        """This shard's range from the live members; None when asked to stop first."""
+        """This shard's range from the live members (the first time, joining them); None when asked
+        to stop first."""
         assert self.membership is not None
         while not self.stopping:
             try:
+                if not self.joined:
+                    await self.membership.join()
+                    self.joined = True
                 return await self.membership.view()
             except DB_ERRORS as exc:
                 log.warning("reading the engine members failed", extra={"error": str(exc)})
@@ -204,19 +237,14 @@ class Shard:
         await self.membership.watch(held, self._on_reassigned, lambda: self.stopping)
 
     def _on_reassigned(self, assigned: tuple[int, int]) -> None:
-        """The live members give this shard another range: stop claiming, finish or hand back what
-        is held through the graceful drain, release the lease, and let a fresh process take the new
-        range (exit EXIT_REASSIGNED; the supervisor restarts it at once)."""
+        """The live members give this shard another range: stop claiming, finish what is in flight
+        and hand back what is held (the graceful drain), release the lease, then take the new range."""
         self.reassigned = assigned
         self.request_stop()
 
-    async def _close_early(self, watcher: asyncio.Task[None] | None) -> int:
-        if watcher is not None:
-            self.stopping = True
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-        await self.pool.close()
-        return EXIT_REASSIGNED if self.reassigned is not None else 0
+    def _on_signal(self) -> None:
+        self._signalled = True
+        self.request_stop()
 
     async def _guarded(self, name: str, loop_fn: Any) -> None:
         """Keep a background loop alive: an unexpected error is logged and the loop restarted, so a
@@ -246,17 +274,20 @@ class Shard:
             self._stop_reason = reason
         self._wake.set()
 
-    async def _drain(self, graceful: bool) -> None:
+    async def _drain(self, graceful: bool) -> bool:
         """Stop claiming, let in-flight attempts finish and be recorded, give the rest back, all
-        within `drain_timeout_s` (the supervisor kills a shard that takes much longer)."""
+        within `drain_timeout_s` (the supervisor kills a shard that takes much longer). True when
+        nothing was left in flight and everything was written."""
         deadline = time.monotonic() + float(self.settings.engine["drain_timeout_s"])
         while self.dispatcher.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - callbacks finish them
             await asyncio.sleep(0.01)
+        flying = self.dispatcher.in_flight
         unsent = [t.id for t in self.dispatcher.all_idle()]
         if graceful and unsent:
             self.writer.release(unsent)
-        if graceful:
-            await self.writer.drain(max(1.0, deadline - time.monotonic()))
+        if not graceful:
+            return False
+        return await self.writer.drain(max(1.0, deadline - time.monotonic())) and not flying
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

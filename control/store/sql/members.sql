@@ -1,11 +1,14 @@
 -- Engine membership (engine/membership.py, `mittr status`). See migration 028.
 
--- name: member_heartbeat
--- Register or stay alive. A shard re-creates its member's row if it was removed (a member that
--- expired while paused comes back as a join), so the heartbeat is an upsert.
+-- name: member_join
+-- A member's first shard ready to take a range registers it (so others do not give ranges up to a
+-- member still starting); also a member coming back after its row was forgotten.
 INSERT INTO engine_members (id, host, pid, shards)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), shards = EXCLUDED.shards;
+
+-- name: member_beat
+UPDATE engine_members SET heartbeat_at = now() WHERE id = $1 RETURNING id;
 
 -- name: live_members
 -- The members the assignment is computed from: heartbeat within the expiry ($1 seconds).
