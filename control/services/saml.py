@@ -186,6 +186,8 @@ class SamlService:
                 raise SamlRefused(str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__) from exc
             if response is None or response.assertion is None:
                 raise SamlRefused("the response could not be verified")
+            if response.name_id is not None:      # pysaml2 keeps every signed-in identity in memory: not here
+                client.users.remove_person(response.name_id)
             return response
 
         response = await asyncio.to_thread(check)

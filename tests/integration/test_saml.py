@@ -118,6 +118,9 @@ async def test_a_signed_assertion_signs_in_and_the_session_works(app: Caller, mo
                                        uuid.UUID(sp.ws.client_id))
     assert login is not None and login["after"]["method"] == "saml"
     assert login["after"]["provider"] == f"saml:{sp.connection['id']}" and login["after"]["newAccount"]
+    from api.context import ctx
+    from control.services.saml import SamlService
+    assert not any(c.users.subjects() for c in ctx().service(SamlService)._clients.values()), "pysaml2's cache"
     # a second sign-in (new request) finds the same account and membership
     rid2 = await sp.login()
     status, _, resp = await sp.post(sp.answer(rid2, email="alice@corp.example"))
