@@ -301,6 +301,8 @@ class StripeProvider:
         if ids["schedule_id"] is not None:
             await self._release(conn, ids)
         if now:
+            # billing_cycle_anchor is an object ({type: now}) since 2026-09-30.endive; the pinned
+            # version is later. Pending updates accept it, with items, proration and expand.
             sub = await self.api.post(object_path("subscriptions", ids["subscription_id"]), {
                 "items": [{"id": ids["subscription_item_id"], "price": price}],
                 "proration_behavior": "always_invoice", "billing_cycle_anchor": {"type": "now"},
