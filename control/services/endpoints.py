@@ -165,7 +165,7 @@ def _parse(body: Any, current: dict[str, Any] | None) -> dict[str, Any]:
         raise BadRequest(f"{unknown[0]}: unknown field")
     if current is None:
         for name in REQUIRED:
-            if data.get(name) is None and not (name == "url" and data.get("deliveryMode") in DESTINATION_CONFIG):
+            if data.get(name) is None and not (name == "url" and str(data.get("deliveryMode")) in DESTINATION_CONFIG):
                 raise BadRequest(f"{name}: required")
     values: dict[str, Any] = {}
     for field in FIELDS:
