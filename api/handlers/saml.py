@@ -16,15 +16,17 @@ from api.http import empty_response, json_response, query_one, read_body, read_j
 from api.routes import list_of, nullable
 from api.routing import PAGE, ROUTES, authed, route_id
 from control.errors import BadRequest
+from control.policy.saml import DOMAIN_RE, SLUG_RE
 from control.services.principal import Principal
 from control.services.saml import SamlService
 from control.services.saml_connections import SamlConnections
+from control.services.users import EMAIL_RE
 from control.validate import limit_param
 
 _STR: dict[str, Any] = {"type": "string"}
 _ROLE = {"type": "string", "enum": ["admin", "editor", "viewer"]}
 BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
-    "slug": {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$", "example": "okta",
+    "slug": {"type": "string", "pattern": SLUG_RE.pattern, "example": "okta",
              "description": "names the connection in its URLs; unique in the workspace"},
     "name": {"type": "string", "maxLength": 200, "example": "Okta"},
     "metadataXml": {"type": "string", "description": "the IdP's SAML metadata document (one of the three sources)"},
@@ -34,7 +36,8 @@ BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "proper
     "ssoUrl": {"type": "string", "maxLength": 2048, "description": "the IdP's HTTP-Redirect sign-on URL"},
     "certificates": {"type": "array", "minItems": 1, "maxItems": 5, "items": _STR,
                      "description": "the IdP's signing certificates, PEM"},
-    "emailDomains": {"type": "array", "maxItems": 50, "items": _STR, "example": ["acme.com"],
+    "emailDomains": {"type": "array", "maxItems": 50, "example": ["acme.com"],
+                     "items": {"type": "string", "maxLength": 253, "pattern": DOMAIN_RE.pattern},
                      "description": "addresses discovered to this IdP; new accounts only in these domains"},
     "requireSso": {"type": "boolean", "description": "members may not log in with a password"},
     "defaultRole": {**_ROLE, "description": "the role of a person the IdP signs in for the first time"}}}
@@ -166,7 +169,8 @@ async def saml_acs(request: Request) -> Response:
 
 
 @ROUTES.add("GET", "/auth/sso/discover", "The single sign-on method for an e-mail address's domain (public)",
-            "auth", None, query=(("email", {"type": "string", "maxLength": 254}, True),),
+            "auth", None, query=(("email", {"type": "string", "maxLength": 254, "pattern": EMAIL_RE.pattern,
+                                            "example": "alice@acme.com"}, True),),
             responses={400: "Not an e-mail address"}, response=DISCOVERY)
 async def discover(request: Request) -> Response:
     return json_response(await saml().discover(query_one(request, "email"), link_base(request)),

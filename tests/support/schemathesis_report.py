@@ -20,6 +20,7 @@ KNOWN_LOOSE: frozenset[str] = frozenset({
     "GET /api/v1/poll",
     "GET /api/v1/stats/ws",
     "GET /auth/invite-status",
+    "PATCH /api/v1/sso/saml/{id}",      # an IdP's metadata XML, URL (fetched) or PEM certificate: refused for content
     "POST /api/v1/alerting/rules",
     "POST /api/v1/connectors",
     "POST /api/v1/endpoints",
@@ -30,6 +31,7 @@ KNOWN_LOOSE: frozenset[str] = frozenset({
     "POST /api/v1/events/batch",
     "POST /api/v1/inbound-endpoints",
     "POST /api/v1/poll/ack",
+    "POST /api/v1/sso/saml",            # likewise
     "POST /auth/accept-invite",
     "POST /auth/forgot-password",
     "POST /auth/login",
