@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=20000, help="events ingested per mode (default 20000)")
     p.add_argument("--payload-bytes", type=int, default=1024, help="payload size (default 1024)")
     p.add_argument("--shards", type=int, default=2, help="engine shards (default 2)")
+    p.add_argument("--engines", type=int, default=1,
+                   help="`mittr engine` processes started together, each with --shards shards; they share the "
+                        "partitions by membership (default 1)")
     p.add_argument("--endpoints", type=int, default=16, help="distinct destinations (sink ports, default 16)")
     p.add_argument("--sink-latency-ms", type=float, default=0.0, help="sink answer delay (default 0)")
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of 500 answers (default 0)")
@@ -258,11 +261,15 @@ class Stack:
         raise RuntimeError("the API did not become healthy; see api.log")
 
     def start_engine(self) -> None:
-        self.spawn("engine", [sys.executable, "-m", "control.cli", "engine", "--shards", str(self.args.shards)])
+        for i in range(self.args.engines):
+            self.spawn("engine" if i == 0 else f"engine-{i + 1}",
+                       [sys.executable, "-m", "control.cli", "engine", "--shards", str(self.args.shards)])
+
+    def engines(self) -> list[str]:
+        return [name for name in self.procs if name == "engine" or name.startswith("engine-")]
 
     def shard_pids(self) -> list[int]:
-        proc = self.procs.get("engine")
-        return sorted(children_of(proc.pid)) if proc is not None else []
+        return sorted(pid for name in self.engines() for pid in children_of(self.procs[name].pid))
 
     def sink_stats(self, reset: bool = False) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.sink_ports[0]}/__{'reset' if reset else 'stats'}"
@@ -332,7 +339,7 @@ async def ingest_phase(stack: Stack, pool: asyncpg.Pool, key: str, batch: bool, 
 async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: dict[str, Any]) -> None:
     a = stack.args
     stack.sink_stats(reset=True)
-    say(f"engine: {a.shards} shard(s) draining a backlog of {backlog} events")
+    say(f"engine: {a.engines} process(es) of {a.shards} shard(s) draining a backlog of {backlog} events")
     started = time.time()
     cpu0 = cpu_snapshot()
     stack.start_engine()
@@ -488,7 +495,8 @@ async def run(args: argparse.Namespace) -> int:
         accepted += await latency_phase(stack, pool, key, accepted + 10_000_000, results)
         holds = await ledger(pool, accepted, results)
         await pool.close()
-        stack.stop("engine")
+        for name in stack.engines():
+            stack.stop(name)
         stack.stop("api")
         await ceiling_phase(stack, args.ceiling_events or min(max(accepted, 10000), 200_000), results)
         ceiling_rate = results["ceiling"]["perSec"]
