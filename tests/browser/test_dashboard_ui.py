@@ -214,7 +214,8 @@ async def test_every_page_renders_with_labelled_controls_and_works_from_the_keyb
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    await page.goto(f"{server.url}/dashboard/")
+    await page.goto(f"{server.url}/dashboard/login")   # signed in already: straight on
+    await page.wait_for_url(f"{server.url}/dashboard/")
     for link, heading in PAGES:
         await page.get_by_role("navigation").get_by_role("link", name=link, exact=True).click()
         await page.get_by_role("heading", name=heading, level=1).wait_for()

@@ -35,7 +35,12 @@ async function route() {
   const seq = ++renderSeq;
   if (cleanup) { try { cleanup(); } catch { /* a page's teardown must not stop the next page */ } cleanup = null; }
   const { name, params } = parse();
-  if (name === "login") return showLogin();
+  if (name === "login") {
+    if (!session) session = await get("/auth/session", { project: false }).catch(() => null);
+    if (seq !== renderSeq) return;
+    if (session) await shell();
+    return showLogin();
+  }
   if (!session) {
     try {
       session = await get("/auth/session", { project: false });
@@ -78,15 +83,20 @@ function toLogin() {
   showLogin();
 }
 
+function afterLogin() {
+  const next = new URLSearchParams(location.search).get("next");
+  navigate(next && next.startsWith(BASE + "/") && !next.startsWith(BASE + "/login") ? next : `${BASE}/`, { replace: true });
+}
+
 async function showLogin() {
-  session = null;
+  if (session) {   // signed in already (a bookmarked login page): straight on
+    afterLogin();
+    return;
+  }
   document.title = "Sign in · Mittr";
   const mod = await import("./pages/login.js");
   clear(root);
-  mod.render(root, async () => {
-    const next = new URLSearchParams(location.search).get("next");
-    navigate(next && next.startsWith(BASE + "/") ? next : `${BASE}/`, { replace: true });
-  });
+  mod.render(root, async () => afterLogin());
 }
 
 async function projectSwitcher() {
