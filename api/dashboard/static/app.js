@@ -132,7 +132,8 @@ async function shell() {
       h("a", { class: "brand", href: `${BASE}/`, "data-nav": "" }, "Mittr"),
       h("span", { class: "workspace", title: "Workspace" }, session.workspace.name),
       await projectSwitcher(),
-      h("span", { class: "who" }, who, session.role ? ` · ${session.role}` : ""),
+      h("span", { class: "who" }, who, session.role ? ` · ${session.role}` : "",
+        session.role === "viewer" ? h("span", { class: "badge", title: "Viewers can look, not change" }, "read-only") : null),
       logout),
     h("nav", { "aria-label": "Main" }, h("ul", {}, NAV.map(([n, label]) =>
       h("li", {}, h("a", { href: n === "overview" ? `${BASE}/` : `${BASE}/${n}`, "data-nav": "", "data-page": n }, label))))),
