@@ -8,6 +8,7 @@ change writes its audit row (resource `saml_connection`) in its own transaction.
 
 from __future__ import annotations
 
+import errno
 import socket
 import uuid
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class _ScreenedResolver(AbstractResolver):
         allowed = [r for r in found if self._policy.refusal(r["host"]) is None]
         if not allowed:
             reasons = [self._policy.refusal(r["host"]) for r in found]
-            raise OSError("; ".join(r for r in reasons[:3] if r) or f"{host} resolved to no address")
+            why = "; ".join(r for r in reasons[:3] if r) or f"{host} resolved to no address"
+            raise OSError(errno.EACCES, why)          # aiohttp shows strerror in its connection error
         return allowed
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ and the metadata URL fetch under the SSRF policy."""
 from __future__ import annotations
 
 import base64
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from blacksheep import Content
 from saml2 import BINDING_HTTP_POST, md
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 
+from control.policy.ssrf import AddressPolicy
 from control.services.principal import Principal
 from control.services.saml_connections import SamlConnections
 from control.services.sessions import COOKIE
@@ -387,6 +389,17 @@ async def test_metadata_url_is_fetched_under_the_ssrf_policy(app: Caller, module
     status, body, _ = await ws.call("POST", "/api/v1/sso/saml", {"slug": "okta",
                                                                  "metadataUrl": "http://localhost:1/metadata"})
     assert status == 400 and "internal range" in body["error"], body
+    # A name (not a literal address) is judged on what it resolves to: this host's own name.
+    port = urlsplit(metadata_server).port
+    host = socket.gethostname()
+    try:
+        addresses = {i[4][0] for i in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except OSError:
+        addresses = set()
+    if addresses and all(AddressPolicy().refusal(a) for a in addresses):
+        status, body, _ = await ws.call("POST", "/api/v1/sso/saml", {
+            "slug": "okta", "metadataUrl": f"http://{host}:{port}/metadata"})
+        assert status == 400 and "could not be fetched" in body["error"] and "range" in body["error"], body
     # An operator who allows private networks (an IdP on the LAN) gets it fetched, bounded.
     settings = load_settings(env={"DATABASE_URL": module_db_url, "MITTR_ENGINE__ALLOW_PRIVATE_NETWORKS": "true"})
     service = SamlConnections(module_pool, 0, settings)
