@@ -129,7 +129,7 @@ async def test_endpoint_receives_a_test_event_shown_delivered_with_its_attempt(
 
 async def test_dead_events_are_replayed_and_edited_then_replayed(signed_in: SignUp, server: MittrServer,
                                                                   sink: Sink) -> None:
-    sink.script("/dash-flaky", lambda n: 500 if n in (1, 3) else 200)
+    sink.script("/dash-flaky", lambda n: 500 if n in (1, 3, 5) else 200)
     page = (await signed_in()).page
     endpoint = await _new_endpoint(page, server, f"{sink.url}/dash-flaky", "dash.flaky", max_attempts=1)
     await _send_test_event(page, {"n": 1})
@@ -149,6 +149,20 @@ async def test_dead_events_are_replayed_and_edited_then_replayed(signed_in: Sign
     await dialog.get_by_role("button", name="Save").click()
     await _expect_text(page, "main .row", "delivered")
     assert json.loads(sink.at("/dash-flaky")[-1].body) == {"n": 2, "fixed": True}
+
+    # The dead ones in bulk, from the list.
+    await page.goto(f"{server.url}/dashboard/endpoints/{endpoint}")
+    dead = await _send_test_event(page, {"n": 3})
+    await _expect_text(page, "main .row", "dead")
+    await page.goto(f"{server.url}/dashboard/events?status=dead")
+    await _expect_text(page, "#events-list", dead[-12:])
+    await page.get_by_role("button", name="Retry these").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Replay").click()
+    await _expect_text(page, "#toasts", "1 events replayed")
+    await _expect_text(page, "#events-list", "No events match")
+    await page.goto(f"{server.url}/dashboard/events/{dead}")
+    await _expect_text(page, "main .row", "delivered")
+    assert [json.loads(r.body) for r in sink.at("/dash-flaky")][-2:] == [{"n": 3}, {"n": 3}]
 
 
 async def test_a_paused_endpoint_holds_its_event_until_resumed(signed_in: SignUp, server: MittrServer,

@@ -3,7 +3,7 @@
 
 import { get, patch, post, qs, sendEvent } from "../api.js";
 import {
-  act, badge, button, clear, field, fmtTime, formDialog, h, intOrUndef, link, pager, parseJson, pre, select,
+  act, badge, button, clear, confirmDialog, field, fmtTime, formDialog, h, intOrUndef, link, pager, parseJson, pre, select,
   shortId, table, textarea, toast, values,
 } from "../ui.js";
 
@@ -55,8 +55,17 @@ async function list({ main, navigate }) {
   status.id = "status-filter";
   const into = h("div", { id: "events-list" });
   const p = pager((cursor) => get(`/api/v1/events${qs({ status: status.value, limit: 25, cursor })}`), eventsTable, into);
+  const retryAll = button("Retry these", async () => {
+    const which = status.value;
+    if (!(await confirmDialog(`Replay up to 100 ${which} events?`, "Replay"))) return;
+    const out = await act(retryAll, () => post("/api/v1/events/batch/retry", { status: which, limit: 100 }));
+    if (out) { toast(`${out.retried} events replayed`); await p.load(true); }
+  }, "secondary");
+  const showRetry = () => { retryAll.hidden = !["failed", "dead"].includes(status.value); };
+  showRetry();
   status.addEventListener("change", () => {
     history.replaceState(null, "", `/dashboard/events${qs({ status: status.value })}`);
+    showRetry();
     act(null, () => p.load(true));
   });
 
@@ -82,7 +91,7 @@ async function list({ main, navigate }) {
 
   clear(main, h("div", { class: "row" }, h("h1", {}, "Events"), send),
     h("section", { "aria-labelledby": "ev-h" }, h("div", { class: "row" }, h("h2", { id: "ev-h" }, "Events"),
-      h("div", { class: "field inline" }, h("label", { for: "status-filter" }, "Status"), status), go), into, p.more),
+      h("div", { class: "field inline" }, h("label", { for: "status-filter" }, "Status"), status), retryAll, go), into, p.more),
     h("section", { "aria-labelledby": "at-h" }, h("h2", { id: "at-h" }, "Delivery attempts"), filterForm, attemptsInto, ap.more));
   await Promise.all([p.load(true), ap.load(true)]);
 }
