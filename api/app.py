@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 
 from blacksheep import Application, Content, Request, Response
 from blacksheep.server.routing import Router
@@ -40,6 +41,12 @@ async def _not_found(request: Request) -> Response:
     return error_response(NotFound(f"no route for {request.method} {request.path}"))
 
 
+def _add_pages(app: Application,
+               pages: Iterable[tuple[str, str, Callable[[Request], Awaitable[Response]]]]) -> None:
+    for method, path, page in pages:
+        app.router.add(method, path, page)
+
+
 def create_app(settings: Settings | None = None) -> Application:
     settings = settings or load_settings()
     app = Application(router=Router())
@@ -47,8 +54,7 @@ def create_app(settings: Settings | None = None) -> Application:
 
     for r in ROUTES.routes:
         app.router.add(r.method, r.path, r.handler)
-    for method, path, page in SCIM_FALLBACK:    # SCIM's own 404/405 under /scim/v2 (not API routes)
-        app.router.add(method, path, page)
+    _add_pages(app, SCIM_FALLBACK)      # SCIM's own 404/405 under /scim/v2 (not API routes)
 
     async def openapi_json(request: Request) -> Response:
         return json_response(openapi)
@@ -58,12 +64,8 @@ def create_app(settings: Settings | None = None) -> Application:
 
     app.router.add("GET", "/openapi.json", openapi_json)
     app.router.add("GET", "/docs", docs)
-    for method, path, page in BILLING_PAGES:    # the local billing provider's pages (not API routes)
-        app.router.add(method, path, page)
-    for method, path, page in DASHBOARD_PAGES:  # the dashboard's static files (not API routes)
-        app.router.add(method, path, page)
-    for method, path, page in PORTAL_PAGES:     # the sub-account portal's page and files (not API routes)
-        app.router.add(method, path, page)
+    # Not API routes: the local billing provider's pages, the dashboard's and the portal's files.
+    _add_pages(app, [*BILLING_PAGES, *DASHBOARD_PAGES, *PORTAL_PAGES])
     app.router.fallback = _not_found
     install_observability(app)   # request ids and logs, the stats WebSocket, /metrics
 
