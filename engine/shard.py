@@ -132,6 +132,9 @@ class Shard:
         self.kinds = Kinds(Senders(int(eng["max_in_flight"]), int(eng["response_body_limit"]), str(eng["ca_file"])),
                            str(eng.get("storage_root") or ""))
         self.endpoints = EndpointCache(self.pool, self.box, eng)
+        # Slow chores belong to the process, not to a range: they go on across hand-overs.
+        chores = asyncio.create_task(self._guarded(
+            "housekeeping", lambda: housekeeping(self.pool, self.settings, lambda: self._signalled)))
         try:
             while True:
                 code = await self._tenure(partitions)
@@ -142,6 +145,8 @@ class Shard:
                 self.stopping, self.reassigned, self._stop_reason = False, None, None
                 self.dispatcher = self._new_dispatcher()
         finally:
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
             await self.kinds.close()
             self.requests.transforms.close()
             await self.pool.close()
@@ -192,7 +197,6 @@ class Shard:
             ("claimer", self.claimer.run),
             ("lease", lambda: self.lease.keep(lambda: self._give_up("lease lost"), stopping)),
             ("watch", self._watch),
-            ("housekeeping", lambda: housekeeping(self.pool, self.settings, stopping)),
             ("stats", lambda: report_loop(self.pool, self._stats_snapshot, stopping)))]
         if watcher is not None:
             workers.append(watcher)

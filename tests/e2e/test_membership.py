@@ -1,5 +1,6 @@
 """Engines share the partitions by themselves (issue 17): real `mittr engine` processes on one
-database, a `mittr api` in front, a steady load, real HTTP to a sink on 127.0.0.1.
+database, two `mittr api` hosts in front taking turns (stateless API hosts), a steady load, real
+HTTP to a sink on 127.0.0.1.
 
 One engine, then a second and a third join: the ranges rebalance and every member delivers. One is
 killed with SIGKILL (supervisor and shard together, as when a host dies): its ranges move within the
@@ -13,6 +14,7 @@ engines share one network namespace on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -117,10 +119,14 @@ async def until(check: Callable[[], Any], timeout: float, what: str, interval: f
 class Cluster:
     url: str
     env: dict[str, str]
-    api: Api
+    apis: list[Api]
     sink: Sink
     db: asyncpg.Connection
     procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def api(self) -> Api:
+        return self.apis[0]
 
     async def engine(self) -> Proc:
         proc = await Proc(cli("engine", "--shards", "1"), self.env).start()
@@ -160,20 +166,20 @@ async def cluster(pg_admin_url: str, template_db: str) -> AsyncIterator[Cluster]
     url = with_database(pg_admin_url, name)
     env = MittrServer(url, env_overrides=ENV).environment()
     key = json.loads(await run_cli(env, "keys", "create", "--name", "membership", "--json"))["key"]
-    port = free_port()
-    api_proc = await Proc(cli("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"), env).start()
+    ports = [free_port(), free_port()]
+    api_procs = [await Proc(cli("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"), env).start()
+                 for port in ports]
     sink = await Sink().start()
     session = aiohttp.ClientSession()
     db = await asyncpg.connect(url)
-    c = Cluster(url, env, Api(f"http://127.0.0.1:{port}", key, session), sink, db, [api_proc])
+    c = Cluster(url, env, [Api(f"http://127.0.0.1:{port}", key, session) for port in ports], sink, db, api_procs)
     try:
         async def healthy() -> bool:
             try:
-                status, _ = await c.api.call("GET", "/health")
-                return status == 200
+                return all([(await api.call("GET", "/health"))[0] == 200 for api in c.apis])
             except aiohttp.ClientError:
                 return False
-        await until(healthy, 60, "the API")
+        await until(healthy, 60, "the API hosts")
         yield c
     finally:
         for p in c.procs:
@@ -185,11 +191,13 @@ async def cluster(pg_admin_url: str, template_db: str) -> AsyncIterator[Cluster]
 
 
 class Load:
-    """A steady stream of events over HTTP until stopped; every accepted id is kept."""
+    """A steady stream of events over HTTP until stopped, each sent to the API hosts in turn (a
+    retry goes to the next one, as behind a load balancer); every accepted id is kept."""
 
-    def __init__(self, api: Api, concurrency: int = 6) -> None:
-        self.api, self.concurrency = api, concurrency
+    def __init__(self, apis: list[Api], concurrency: int = 6) -> None:
+        self.apis, self.concurrency = apis, concurrency
         self.accepted: list[str] = []
+        self.per_host = Counter[int]()
         self.stopped = False
         self._counter = itertools.count()
 
@@ -201,13 +209,16 @@ class Load:
             i = next(self._counter)
             body = {"eventType": f"m.{i % ENDPOINTS}", "payload": {"i": i}}
             key = f"m-{i}"
-            while True:        # the same idempotency key until accepted: 409 names the stored event
+            for attempt in itertools.count():  # the same idempotency key until accepted: 409 names the event
+                host = (i + attempt) % len(self.apis)
                 try:
-                    status, out = await self.api.call("POST", "/api/v1/events", body, {"X-Idempotency-Key": key})
+                    status, out = await self.apis[host].call("POST", "/api/v1/events", body,
+                                                             {"X-Idempotency-Key": key})
                 except (TimeoutError, aiohttp.ClientError):
                     status, out = 0, None
                 if status in (201, 409):
                     self.accepted.append(str(out["id"] if status == 201 else out["eventId"]))
+                    self.per_host[host] += 1
                     break
                 await asyncio.sleep(0.1)
 
@@ -221,7 +232,7 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     parts = {r["url"].rsplit("/", 1)[1]: r["partition"]
              for r in await c.db.fetch("SELECT url, partition FROM endpoints")}
 
-    load = Load(c.api)
+    load = Load(c.apis)
     loader = asyncio.create_task(load.run())
     t_start = time.monotonic()
     await c.engine()
@@ -233,8 +244,8 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     for n in (2, 3):
         joined_at = time.time()
         await c.engine()
-        held = await until(lambda n=n: c.balanced(n), 30, f"{n} members splitting the partitions")
-        await until(lambda held=held, t=joined_at: c.all_deliver(list(held), t), 30, f"all {n} members delivering")
+        held = await until(functools.partial(c.balanced, n), 30, f"{n} members splitting the partitions")
+        await until(functools.partial(c.all_deliver, list(held), joined_at), 30, f"all {n} members delivering")
         print(f"join {n}: balanced {time.time() - joined_at:.2f}s after the start of the new engine; ranges {held}")
 
     out = await run_cli(c.env, "status")
@@ -247,12 +258,12 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     live = [r for r in status["ranges"] if r["live"]]
     assert sorted(r["member"] for r in live) == members and sum(r["hi"] - r["lo"] for r in live) == 4096
     assert all(r["epoch"] > 0 and r["backlog"] >= 0 and r["renewedAgeS"] < TTL_S for r in live), live
-    status_code, text = await c.api.call("GET", "/metrics")
+    status_code, text = await c.apis[1].call("GET", "/metrics")
     assert status_code == 200 and all('mittr_engine_member_up{host="' in text and m in text for m in members)
     assert "mittr_range_backlog{" in text and "mittr_lease_epoch{" in text
 
     # kill -9 one host (supervisor and shard): its range moves once the lease expires.
-    victim = c.procs[2]     # the second engine (procs[0] is the API)
+    victim = c.procs[3]     # the second engine (procs[0:2] are the API hosts)
     held = await c.holders()
     pids = await c.db.fetch("SELECT id, pid FROM engine_members")
     victim_member = next(r["id"] for r in pids if r["pid"] == victim.proc.pid)  # type: ignore[union-attr]
@@ -273,7 +284,7 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     assert recovery < TTL_S + 5, recovery
 
     # A clean stop hands over without waiting for the expiry.
-    leaving = c.procs[3]
+    leaving = c.procs[4]
     stop_at = time.monotonic()
     assert await leaving.stop(30) == 0
     await until(lambda: c.balanced(1), 15, "the last member holding everything")
@@ -289,7 +300,7 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     async def undelivered() -> bool:
         left = await c.db.fetchval("SELECT count(*) FROM events WHERE id = ANY($1::uuid[]) AND status <> 'delivered'",
                                    [uuid.UUID(i) for i in ids])
-        return left == 0
+        return bool(left == 0)
     await until(undelivered, 60, "every accepted event delivered", interval=0.25)
     seen = Counter(r.headers["X-Mittr-Event-ID"] for r in c.sink.received)
     assert set(seen) >= set(ids), "every accepted event reached the receiver"
@@ -302,5 +313,6 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
           f"{join_dups} of them before the kill (joins: {join_dups * 10000 / max(1, len(before_kill)):.1f} "
           f"per 10,000 of {len(before_kill)})")
     assert stuck == 0 and len(set(ids)) == len(ids)
+    assert min(load.per_host.values()) > len(ids) // 4, f"both API hosts took events: {load.per_host}"
     # At most what the killed shard had sent and not yet recorded: its in-flight limit and one writer batch.
     assert duplicates <= MAX_IN_FLIGHT + WRITER_BATCH, duplicates
