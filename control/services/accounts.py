@@ -214,7 +214,7 @@ def session_json(row: Any) -> dict[str, Any]:
                "projectId": str(row["key_project_id"]) if row["key_project_id"] else None}
     return {
         "id": str(row["id"]),
-        "user": user_json(row) if row["user_id"] is not None and row["email"] is not None else None,
+        "user": user_json(row, "user_id") if row["user_id"] is not None and row["email"] is not None else None,
         "apiKey": key,
         "workspace": workspace_json(row["client_id"], row["workspace_name"]),
         "role": row["role"] if key is None else None,

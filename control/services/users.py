@@ -56,6 +56,7 @@ async def add_member(conn: asyncpg.Connection, client_id: uuid.UUID, user_id: uu
     await conn.execute(q("upsert_membership"), client_id, user_id, role)
 
 
-def user_json(row: Any) -> dict[str, Any]:
-    return {"id": str(row["id"]), "email": row["email"], "name": row["name"],
+def user_json(row: Any, id_column: str = "id") -> dict[str, Any]:
+    """A person as the API shows them; `id_column` names the user's id in a joined row."""
+    return {"id": str(row[id_column]), "email": row["email"], "name": row["name"],
             "emailVerified": row["email_verified_at"] is not None}

@@ -160,6 +160,7 @@ async def test_signup_makes_a_workspace_its_admin_a_session_and_a_verification_m
     me = await web.call("GET", "/auth/session", session=reply.token)
     assert me.status == 200, me.body
     assert me.body["user"]["email"] == "ada@acme.example" and me.body["role"] == "admin"
+    assert me.body["user"]["id"] == reply.body["user"]["id"] != me.body["id"], "the person's id, not the session's"
     assert me.body["workspace"] == {"id": workspace, "name": "Acme Corp"} and me.body["apiKey"] is None
     assert (await web.call("GET", "/api/v1/event-types", session=reply.token)).status == 200
 
