@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from control.errors import BadRequest, NotFound
 from control.policy.ssrf import AddressPolicy
 
@@ -53,9 +55,19 @@ def bool_field(value: Any, name: str) -> bool:
     return value
 
 
+def no_nul(value: Any, name: str) -> Any:
+    """Refuse a NUL character anywhere in a JSON value: Postgres text and jsonb cannot hold one, so
+    it would otherwise fail at the database as a 500 (payloads, stored as bytes, are not affected)."""
+    if b"\\u0000" in orjson.dumps(value):
+        raise BadRequest(f"{name}: NUL characters (\\u0000) are not accepted")
+    return value
+
+
 def str_field(value: Any, name: str, max_len: int = 1024, allow_empty: bool = True) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{name}: expected a string")
+    if "\x00" in value:
+        raise BadRequest(f"{name}: NUL characters are not accepted")
     if len(value) > max_len:
         raise BadRequest(f"{name}: longer than {max_len} characters")
     if not allow_empty and not value.strip():
@@ -112,7 +124,7 @@ def headers_field(value: Any, name: str) -> dict[str, str]:
             raise BadRequest(f"{name}: {key!r} is not a valid header name")
         if key.lower() in RESERVED_HEADERS:
             raise BadRequest(f"{name}.{key}: this header is set by Mittr and cannot be overridden")
-        if not isinstance(val, str) or "\r" in val or "\n" in val or len(val) > 8192:
+        if not isinstance(val, str) or "\r" in val or "\n" in val or "\x00" in val or len(val) > 8192:
             raise BadRequest(f"{name}.{key}: expected a single-line string value")
         out[key] = val
     return out

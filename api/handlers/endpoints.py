@@ -87,21 +87,20 @@ CIDRS: dict[str, Any] = nullable({
         {"pattern": f"^{_IPV4}(/(3[0-2]|[12]?[0-9]))?$"},
         {"pattern": f"^{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$"}]}})
 _ORDERED = ["gt", "gte", "lt", "lte"]
-FILTER_CONDITION: dict[str, Any] = {"oneOf": [
-    {"type": "object", "required": ["field", "operator", "value"],
-     "properties": {"field": JSONPATH, "operator": {"type": "string", "enum": ["eq", "ne", "contains"]}, "value": {}}},
-    {"type": "object", "required": ["field", "operator", "value"],
-     "properties": {"field": JSONPATH, "operator": {"type": "string", "enum": _ORDERED},
-                    "value": {"oneOf": [{"type": "number"}, {"type": "string"}]}}},
-    {"type": "object", "required": ["field", "operator", "value"],
-     "properties": {"field": JSONPATH, "operator": {"type": "string", "enum": ["in", "nin"]},
-                    "value": {"type": "array", "items": {}}}},
-    {"type": "object", "required": ["field", "operator", "value"],
-     "properties": {"field": JSONPATH, "operator": {"type": "string", "enum": ["regex"]},
-                    "value": {"type": "string", "description": "a regular expression (linear-time subset)"}}},
-    {"type": "object", "required": ["field", "operator"],
-     "properties": {"field": JSONPATH, "operator": {"type": "string", "enum": ["exists"]},
-                    "value": {"type": "boolean", "default": True}}}],
+_ANY_OPERATOR = ["eq", "ne", "contains", *_ORDERED, "in", "nin", "regex", "exists"]
+# The branches only tie `value` to the operator; field and operator are stated once.
+FILTER_CONDITION: dict[str, Any] = {
+    "type": "object", "required": ["field", "operator"],
+    "properties": {"field": JSONPATH, "operator": {"type": "string", "enum": _ANY_OPERATOR}, "value": {}},
+    "oneOf": [
+        {"required": ["value"], "properties": {"operator": {"enum": ["eq", "ne", "contains"]}}},
+        {"required": ["value"], "properties": {"operator": {"enum": _ORDERED},
+                                               "value": {"oneOf": [{"type": "number"}, {"type": "string"}]}}},
+        {"required": ["value"], "properties": {"operator": {"enum": ["in", "nin"]},
+                                               "value": {"type": "array", "items": {}}}},
+        {"required": ["value"], "properties": {"operator": {"enum": ["regex"]}, "value": {
+            "type": "string", "description": "a regular expression (linear-time subset)"}}},
+        {"properties": {"operator": {"enum": ["exists"]}, "value": {"type": "boolean", "default": True}}}],
     "example": {"field": "$.data.amount", "operator": "gte", "value": 10000}}
 _ENDPOINT_FIELDS: dict[str, Any] = {
     "url": {**URL_SCHEMA, "example": "https://api.example.com/webhooks"},

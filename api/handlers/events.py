@@ -24,7 +24,7 @@ HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object", "maxProperties": 50,
     "propertyNames": {"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$", "not": {"enum": sorted(RESERVED_HEADERS)}},
     "patternProperties": {"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$": {
-        "type": "string", "maxLength": 8192, "pattern": "^[^\\r\\n]*$"}},
+        "type": "string", "maxLength": 8192, "pattern": "^[^\\r\\n\\x00]*$"}},
     "additionalProperties": False,
     "description": "extra request headers; names Mittr sets itself (in any case) are refused",
     "example": {"X-Tenant": "acme"}}
@@ -104,7 +104,9 @@ _SUMMARY_PROPS: dict[str, Any] = {
     "id": {"type": "string"}, "idempotencyKey": {"type": "string"}, "destination": nullable({"type": "string"}),
     "eventType": nullable({"type": "string"}), "status": STATUS, "attempts": {"type": "integer"},
     "maxAttempts": {"type": "integer", "maximum": MAX_ATTEMPTS_CAP}, "priority": {"type": "integer"},
-    "createdAt": TIME}
+    "createdAt": TIME,
+    "subAccountId": nullable({"type": "string", "description": "the sub-account the event belongs to "
+                              "(X-Sub-Account-ID, or a portal session's); null for the workspace's own"})}
 EVENT_SUMMARY = ROUTES.component("EventSummary", {
     "type": "object", "required": list(_SUMMARY_PROPS),
     "properties": {**_SUMMARY_PROPS, "deliveredAt": nullable(TIME)}})

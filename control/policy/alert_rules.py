@@ -150,6 +150,8 @@ def template_field(value: Any, name: str) -> str:
         raise BadRequest(f"{name}: expected a string")
     if len(value) > MAX_TEMPLATE:
         raise BadRequest(f"{name}: longer than {MAX_TEMPLATE} characters")
+    if "\x00" in value:
+        raise BadRequest(f"{name}: NUL characters are not accepted")
     return value
 
 

@@ -13,7 +13,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 STORAGE_TYPES = ("filesystem", "s3")
 BROKER_TYPES = ("rabbitmq", "nats", "redis")
@@ -39,11 +39,21 @@ def _str(cfg: Mapping[str, Any], key: str, where: str, *, required: bool = True,
         if required:
             raise DestinationError(f"{where}.{key}: required")
         return default
-    if not isinstance(value, str) or len(value) > max_len:
-        raise DestinationError(f"{where}.{key}: must be a string of at most {max_len} characters")
+    if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+        raise DestinationError(f"{where}.{key}: must be a string of at most {max_len} characters, without NUL")
     if pattern is not None and not pattern.match(value):
         raise DestinationError(f"{where}.{key}: has characters that are not allowed")
     return value
+
+
+def _split(url: str, where: str) -> SplitResult:
+    """urlsplit, whose ValueError (e.g. an unbalanced `[` in the host) is the caller's 400."""
+    try:
+        parts = urlsplit(url)
+        parts.port       # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise DestinationError(f"{where}: not a valid URL ({exc})") from exc
+    return parts
 
 
 def _int(cfg: Mapping[str, Any], key: str, where: str, lo: int, hi: int, default: int) -> int:
@@ -117,7 +127,7 @@ def parse_storage(cfg: Any, seal: Seal, current: Mapping[str, Any] | None = None
     out["region"] = _str(cfg, "region", where, required=False, default="us-east-1", max_len=64,
                          pattern=re.compile(r"^[a-z0-9\-]+$"))
     endpoint = _str(cfg, "endpointUrl", where, required=False, max_len=2048)
-    if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+    if endpoint and _split(endpoint, f"{where}.endpointUrl").scheme not in ("http", "https"):
         raise DestinationError(f"{where}.endpointUrl: must be an http(s) URL")
     if endpoint and not urlsplit(endpoint).hostname:
         raise DestinationError(f"{where}.endpointUrl: must name a host")
@@ -146,7 +156,7 @@ def parse_broker(cfg: Any, seal: Seal, current: Mapping[str, Any] | None = None)
         out["urlSealed"], out["urlShown"] = current["urlSealed"], current.get("urlShown")
     else:
         url = _str(cfg, "url", where, max_len=2048)
-        parts = urlsplit(url)
+        parts = _split(url, f"{where}.url")
         if parts.scheme not in BROKER_SCHEMES[kind]:
             raise DestinationError(f"{where}.url: must be a {' or '.join(BROKER_SCHEMES[kind])}:// URL")
         if not parts.hostname:

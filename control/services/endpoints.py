@@ -34,6 +34,7 @@ from control.validate import (
     headers_field,
     int_field,
     need_object,
+    no_nul,
     reachable_cidrs,
     reachable_url,
     str_field,
@@ -50,6 +51,7 @@ DAY_MS = 86_400_000
 def _filter(value: Any, name: str) -> Any:
     if value is None:
         return None
+    no_nul(value, name)
     try:
         compile_filter(value)
     except FilterError as exc:   # its message already names the entry: `filter[2].operator: ...`

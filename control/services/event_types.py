@@ -27,7 +27,7 @@ from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
-from control.validate import need_object, str_field, uuid_or_404
+from control.validate import need_object, no_nul, str_field, uuid_or_404
 
 FIELDS = frozenset({"name", "description", "schema", "schemaVersion"})
 DEFAULT_SCHEMA_VERSION = "1.0"
@@ -207,7 +207,7 @@ def _parse(body: Any, current: asyncpg.Record | None) -> dict[str, Any]:
         out["description"] = str_field(data["description"], "description", max_len=2000)
     if "schema" in data:
         if data["schema"] is not None:
-            compile_schema(data["schema"])
+            compile_schema(no_nul(data["schema"], "schema"))
         out["schema"] = data["schema"]
     if data.get("schemaVersion") is not None:
         out["schema_version"] = str_field(data["schemaVersion"], "schemaVersion", max_len=64,

@@ -22,7 +22,7 @@ from control.services import audit
 from control.services.principal import Principal
 from control.settings import Settings
 from control.store.queries import q
-from control.validate import int_field, need_object, str_field, url_field, uuid_or_404
+from control.validate import int_field, need_object, no_nul, str_field, url_field, uuid_or_404
 
 MAX_NAME = 200
 MAX_SUB_ID = 128
@@ -37,6 +37,23 @@ SESSION_PREFIX = "mtp_"
 
 class SubAccountInactive(ApiError):
     status, code = 409, "SUB_ACCOUNT_INACTIVE"
+
+
+def inactive(sub_id: str) -> SubAccountInactive:
+    return SubAccountInactive(f"sub-account {sub_id!r} is deactivated; its events and endpoints are refused "
+                              "(its history stays readable)")
+
+
+async def refuse_if_inactive(conn: asyncpg.Connection, who: Principal, lock: bool = False) -> None:
+    """409 SUB_ACCOUNT_INACTIVE when the caller's sub-account is deactivated. With `lock`, its row
+    stays share-locked until the transaction ends, so a deactivation cannot slip in before the
+    commit of what is being written for it (it waits, or committed first and is seen here)."""
+    if who.sub_account_id is None:
+        return
+    row = await conn.fetchrow(q("share_lock_active_sub_account" if lock else "sub_account_state"),
+                              who.sub_account_id, who.client_id)
+    if row is not None and not row["active"]:
+        raise inactive(row["sub_id"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +83,7 @@ def parse_sub_account(body: Any, creating: bool) -> SubAccountInput:
         if sub_id != sub_id.strip() or any(c.isspace() or not c.isprintable() for c in sub_id):
             raise BadRequest("subID: must not contain spaces or control characters")
     if data.get("metadata") is not None:
-        metadata = need_object(data["metadata"], "metadata")
+        metadata = no_nul(need_object(data["metadata"], "metadata"), "metadata")
         if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
             raise BadRequest(f"metadata: larger than {MAX_METADATA_BYTES} bytes as JSON")
     return SubAccountInput(name, sub_id, metadata)
@@ -201,8 +218,7 @@ class SubAccountService:
         if row is None:
             raise NotFound("sub-account not found")
         if writing and not row["active"]:
-            raise SubAccountInactive(f"sub-account {row['sub_id']!r} is deactivated; its events and endpoints "
-                                     "are refused (its history stays readable)")
+            raise inactive(row["sub_id"])
         return who.with_sub_account(sub_account_id)
 
     # -- portal sessions -------------------------------------------------------------------
