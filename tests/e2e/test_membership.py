@@ -45,6 +45,7 @@ WRITER_BATCH = 200
 ENV = {"MITTR_ENGINE__LEASE_TTL_S": str(TTL_S), "MITTR_ENGINE__LEASE_RENEW_S": str(RENEW_S),
        "MITTR_ENGINE__MAX_IN_FLIGHT": str(MAX_IN_FLIGHT), "MITTR_ENGINE__WRITER_BATCH": str(WRITER_BATCH)}
 ENDPOINTS = 24       # spread over the partitions: each third of them gets some with near certainty
+FIFO_ENDPOINTS = 4   # strict order per endpoint; every fourth event goes to one of them
 
 
 @dataclass
@@ -207,7 +208,8 @@ class Load:
     async def _worker(self) -> None:
         while not self.stopped:
             i = next(self._counter)
-            body = {"eventType": f"m.{i % ENDPOINTS}", "payload": {"i": i}}
+            kind = f"f.{i // 4 % FIFO_ENDPOINTS}" if i % 4 == 0 else f"m.{i % ENDPOINTS}"
+            body = {"eventType": kind, "payload": {"i": i}}
             key = f"m-{i}"
             for attempt in itertools.count():  # the same idempotency key until accepted: 409 names the event
                 host = (i + attempt) % len(self.apis)
@@ -228,6 +230,11 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     for i in range(ENDPOINTS):
         status, body = await c.api.call("POST", "/api/v1/endpoints", {
             "url": f"{c.sink.url}/m{i}", "eventTypes": [f"m.{i}"], "retryBackoffMs": 200, "maxRetries": 10})
+        assert status == 201, body
+    for i in range(FIFO_ENDPOINTS):
+        status, body = await c.api.call("POST", "/api/v1/endpoints", {
+            "url": f"{c.sink.url}/f{i}", "eventTypes": [f"f.{i}"], "fifo": True, "retryBackoffMs": 200,
+            "maxRetries": 10})
         assert status == 201, body
     parts = {r["url"].rsplit("/", 1)[1]: r["partition"]
              for r in await c.db.fetch("SELECT url, partition FROM endpoints")}
@@ -314,5 +321,15 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
           f"per 10,000 of {len(before_kill)})")
     assert stuck == 0 and len(set(ids)) == len(ids)
     assert min(load.per_host.values()) > len(ids) // 4, f"both API hosts took events: {load.per_host}"
+
+    # FIFO endpoints kept their order across every hand-over and the take-over: the first receipt
+    # of each event comes in creation order (a re-sent head after the kill repeats, never overtakes).
+    for i in range(FIFO_ENDPOINTS):
+        expected = [str(r["event_id"]) for r in await c.db.fetch(
+            "SELECT t.event_id FROM tasks t JOIN endpoints ep ON ep.id = t.endpoint_id WHERE ep.url = $1 "
+            "ORDER BY t.seq", f"{c.sink.url}/f{i}")]
+        first_seen = list(dict.fromkeys(r.headers["X-Mittr-Event-ID"] for r in c.sink.at(f"/f{i}")))
+        assert first_seen == expected, f"FIFO endpoint f{i} (partition {parts[f'f{i}']}) out of order"
+    print(f"FIFO: {FIFO_ENDPOINTS} endpoints in order, partitions {sorted(parts[f'f{i}'] for i in range(4))}")
     # At most what the killed shard had sent and not yet recorded: its in-flight limit and one writer batch.
     assert duplicates <= MAX_IN_FLIGHT + WRITER_BATCH, duplicates
