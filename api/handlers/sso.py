@@ -50,8 +50,10 @@ async def providers(request: Request) -> Response:
             "Start signing in with a provider: redirects the browser to it (state, PKCE, OIDC nonce)", "auth", None,
             302, query=(("next", {"type": "string", "maxLength": 2000}),),
             responses={400: "Invalid next (only a path on this server)", 404: "No such provider is configured",
+                       429: "Too many sign-ins started from this address (see Retry-After)",
                        502: "The provider's discovery document could not be fetched"})
 async def sso_login(request: Request) -> Response:
+    await accounts().take_sso_start(_client(request)[0])    # each start stores a state row: per-address limit
     begun = await sso().begin(route_id(request, "provider"), _query(request, "next"), link_base(request),
                               request.cookies.get(BROWSER_COOKIE))
     secure = "; Secure" if wants_secure(request.scheme, _public_url()) else ""

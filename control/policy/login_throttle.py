@@ -34,6 +34,14 @@ def signup_key(ip: str) -> str:
     return f"signup-ip:{ip}"
 
 
+def sso_start_key(ip: str) -> str:
+    """Single sign-on starts from one client address (each stores a state row until it expires)."""
+    return f"sso-ip:{ip}"
+
+
+ADDRESS_KEYS = ("ip:", "signup-ip:", "sso-ip:")
+
+
 def throttle_keys(email: str, ip: str | None, limits: ThrottleLimits) -> list[str]:
     """The counters one attempt takes, e-mail first (a fixed order: concurrent upserts never deadlock)."""
     keys = []
@@ -46,7 +54,7 @@ def throttle_keys(email: str, ip: str | None, limits: ThrottleLimits) -> list[st
 
 def limit_of(key: str, limits: ThrottleLimits) -> int:
     """A client address's counter has the per-address limit; the others count per e-mail address."""
-    return limits.per_ip if key.startswith(("ip:", "signup-ip:")) else limits.per_email
+    return limits.per_ip if key.startswith(ADDRESS_KEYS) else limits.per_email
 
 
 def retry_after(counts: list[tuple[str, int, float]], limits: ThrottleLimits) -> int | None:

@@ -35,6 +35,7 @@ from control.policy.login_throttle import (
     ip_key,
     retry_after,
     signup_key,
+    sso_start_key,
     throttle_keys,
 )
 from control.policy.passwords import check_strength, verify_password
@@ -306,6 +307,12 @@ class AccountService:
                                "session", session.id)
         return SignedIn(session, signed_in_json(user, membership["client_id"], membership["workspace_name"],
                                                 membership["role"]))
+
+    async def take_sso_start(self, ip: str | None) -> None:
+        """Count a single sign-on start from this client address (each one stores a state row, so a
+        flood would fill the table): 429 with Retry-After past the per-address login limit."""
+        if ip and self.cfg.throttle.per_ip > 0:
+            await self._take([sso_start_key(ip)], "too many sign-in attempts from this address; try again later")
 
     async def _take_attempt(self, email: str, ip: str | None) -> None:
         """Count the attempt before the password is checked; 429 once a counter is past its limit."""

@@ -469,3 +469,22 @@ async def test_two_first_sign_ins_at_once_make_one_account(sso_config: Path, poo
     assert results[0].body["workspace"] == results[1].body["workspace"]
     assert await users_with(pool, ada.email) == 1
     assert len(await identities_of(pool, ada.email)) == 2
+
+
+async def test_sign_in_starts_are_throttled_per_client_address(module_db_url: str, sso_config: Path,
+                                                                pool: Any) -> None:
+    """Each start stores a state row: past [auth] login_failures_per_ip starts from one address in the
+    window, the answer is 429 with Retry-After and nothing more is stored (the login throttle's
+    counters, with password logins' per-address limit)."""
+    async with running_site(module_db_url, sso_config, login_failures_per_ip="3") as limited:
+        await pool.execute("DELETE FROM login_throttle WHERE key LIKE 'sso-ip:%'")
+        states = await pool.fetchval("SELECT count(*) FROM sso_states")
+        for _ in range(3):
+            assert (await Browser(limited).start("acme")).status == 302
+        refused = await Browser(limited).start("acme")
+        assert refused.status == 429 and refused.code == "RATE_LIMITED", refused.body
+        assert 1 <= int(refused.headers["retry-after"]) <= 900
+        assert await pool.fetchval("SELECT count(*) FROM sso_states") == states + 3
+        assert await pool.fetchval("SELECT failures FROM login_throttle WHERE key = 'sso-ip:127.0.0.1'") == 4
+        assert (await Browser(limited).get("/auth/providers")).status == 200     # the list is not counted
+    await pool.execute("DELETE FROM login_throttle WHERE key LIKE 'sso-ip:%'")
