@@ -70,7 +70,8 @@ CONNECTOR_BODY: dict[str, Any] = {"type": "object", "additionalProperties": Fals
                                                 "one; a masked secret sent back as read keeps it)",
                "anyOf": [settings_schema(kind) for kind in TYPES]},
     "template": nullable(TEMPLATE), "notify": nullable(NOTIFY)},
-    "description": "name and type cannot change (given, they must be the current ones)"}
+    "description": "name and type cannot change (given, they must be the current ones)",
+    "example": {"config": {"channel": "#new-channel"}}}
 # Create: the settings the type needs are required, per type (the branches only tie config to type).
 CREATE_CONNECTOR_BODY: dict[str, Any] = {
     "type": "object", "required": ["name", "type", "config"], "additionalProperties": False,

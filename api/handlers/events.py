@@ -39,7 +39,8 @@ IDEMPOTENCY_KEY: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength"
                                    "description": "unique per workspace; a repeat answers 409 CONFLICT",
                                    "example": "order-123-created"}
 _EVENT_COMMON: dict[str, Any] = {
-    "payload": {"type": "object", "example": {"orderId": "ord_123", "amount": 99.99}}, "headers": HEADERS_SCHEMA,
+    "payload": {"type": "object", "example": {"orderId": "ord_4a8f", "amount": 9900, "currency": "USD"}},
+    "headers": HEADERS_SCHEMA,
     "maxAttempts": {"type": "integer", "minimum": 1,
                     "description": f"values above {MAX_ATTEMPTS_CAP} are clamped to {MAX_ATTEMPTS_CAP}"},
     "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
@@ -60,6 +61,9 @@ BATCH_BODY: dict[str, Any] = {
                        "headers": HEADERS_SCHEMA, "maxAttempts": {"type": "integer", "minimum": 1}}}}}}
 EDIT_BODY: dict[str, Any] = {
     "type": "object", "minProperties": 1, "additionalProperties": False,
+    "anyOf": [{"required": [name]} for name in ("destination", "payload", "headers", "replay")],
+    "example": {"destination": "https://new-url.example.com/webhooks",
+                "payload": {"orderId": "ord_4a8f", "amount": 9900, "corrected": True}, "replay": True},
     "properties": {"destination": URL_SCHEMA, "payload": {"type": "object"}, "headers": HEADERS_SCHEMA,
                    "replay": {"type": "boolean"}}}
 RETRY_BODY: dict[str, Any] = {

@@ -54,7 +54,9 @@ _INBOUND_FIELDS: dict[str, Any] = {
     "transformation": nullable({"type": "string", "maxLength": 65536,
                                 "description": "JavaScript defining handler(webhook); refused if it does not compile"}),
     "status": nullable({"type": "string", "enum": ["active", "inactive"]})}
-INBOUND_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": _INBOUND_FIELDS}
+INBOUND_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": _INBOUND_FIELDS,
+                                "description": "a new source needs its mode's sourceConfig too",
+                                "example": {"description": "Updated", "status": "inactive"}}
 # Create: name, pathSuffix and source, with the secrets of the source's mode (oneOf by mode).
 CREATE_INBOUND_BODY: dict[str, Any] = {
     "type": "object", "required": ["name", "pathSuffix", "source"], "additionalProperties": False,

@@ -19,8 +19,9 @@ _STR: dict[str, Any] = {"type": "string"}
 _TIME = nullable({"type": "string", "format": "date-time"})
 BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 200, "example": "Acme Customer Inc."},
-    "subID": {"type": "string", "minLength": 1, "maxLength": 128, "example": "cust_abc123",
-              "description": "your own id for this customer; unique in the workspace"},
+    "subID": {"type": "string", "minLength": 1, "maxLength": 128, "example": "cust_abc123", "pattern": "^[!-~]+$",
+              "description": "your own id for this customer; unique in the workspace; no spaces or control "
+                             "characters (printable non-ASCII is accepted too)"},
     "metadata": {"type": "object", "description": "free-form, at most 8 KiB as JSON",
                  "example": {"tier": "enterprise"}}}}
 SUB_ACCOUNT = ROUTES.component("SubAccount", {
