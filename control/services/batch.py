@@ -26,6 +26,7 @@ from control.services.events import (
     time_ordered_ids,
 )
 from control.services.principal import Principal
+from control.services.sub_accounts import refuse_if_inactive
 from control.services.usage import count_accepted
 from control.settings import Settings
 from control.signalling import WorkSignal
@@ -114,6 +115,7 @@ class BatchService:
         parts = self._partitions(events)
         keys = [ev.idempotency_key for ev in events]
         async with self.pool.acquire() as conn, conn.transaction():
+            await refuse_if_inactive(conn, who, lock=True)    # held to the commit: no deactivation between
             rows = await conn.fetch(
                 q("insert_event_batch"), who.client_id, who.project_id, DEFAULT_PRIORITY, ids, keys,
                 [ev.destination for ev in events], [ev.payload for ev in events],

@@ -20,6 +20,7 @@ from control.services.event_types import validate_event_payload
 from control.services.matching import filters_hold
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
+from control.services.sub_accounts import refuse_if_inactive
 from control.services.usage import quota_checked
 from control.settings import Settings
 from control.signalling import WORK_CHANNEL, WorkSignal
@@ -115,10 +116,11 @@ def filter_document(event: NewEvent) -> dict[str, Any]:
 
 
 def created_json(event_id: uuid.UUID, ev: NewEvent, max_attempts: int, status: str,
-                 created_at: Any) -> dict[str, Any]:
+                 created_at: Any, sub_account_id: uuid.UUID | None = None) -> dict[str, Any]:
     return {"id": str(event_id), "idempotencyKey": ev.idempotency_key, "destination": ev.destination,
             "eventType": ev.event_type, "status": status, "attempts": 0, "maxAttempts": max_attempts,
-            "priority": ev.priority, "delaySeconds": ev.delay_seconds, "createdAt": iso(created_at)}
+            "priority": ev.priority, "delaySeconds": ev.delay_seconds, "createdAt": iso(created_at),
+            "subAccountId": str(sub_account_id) if sub_account_id is not None else None}
 
 
 def attempt_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -169,6 +171,8 @@ def event_summary_json(row: asyncpg.Record) -> dict[str, Any]:
         "priority": row["priority"],
         "createdAt": iso(row["created_at"]),
         "deliveredAt": iso(row["delivered_at"]),
+        # The sub-account it was attributed to (X-Sub-Account-ID, a portal session), else null.
+        "subAccountId": str(row["sub_account_id"]) if row["sub_account_id"] is not None else None,
     }
 
 
@@ -221,12 +225,13 @@ class EventService:
                     ev.delay_seconds, status, len(targets), time_ordered_ids(len(targets)),
                     [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets], who.sub_account_id)
             if row is None:
+                await refuse_if_inactive(conn, who)    # the insert's guard found it deactivated
                 existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key,
                                                who.project_id)
                 raise Conflict(f"an event with idempotency key {ev.idempotency_key!r} already exists",
                                extra={"eventId": str(existing)} if existing is not None else None)
         self.signal.wake(t[1] for t in targets)
-        return created_json(event_id, ev, max_attempts, status, row["created_at"])
+        return created_json(event_id, ev, max_attempts, status, row["created_at"], who.sub_account_id)
 
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:
         return await owned_row(self.pool, "get_event", event_id, who, "event", sub_account=True)

@@ -26,6 +26,8 @@ from control.services.endpoints import endpoint_json
 from control.services.event_types import event_type_json
 from control.services.events import attempt_json, event_summary_json
 from control.services.inbound import inbound_json
+from control.services.sub_accounts import session_json as portal_session_json
+from control.services.sub_accounts import sub_account_json
 from control.store.queries import q
 
 EXPORT_PAGE = 500
@@ -160,6 +162,16 @@ async def _versions(conn: asyncpg.Connection, client_id: uuid.UUID) -> AsyncIter
                 after = rows[-1]["version"]
 
 
+async def _portal_sessions(conn: asyncpg.Connection, client_id: uuid.UUID) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every sub-account's portal sessions (their metadata: no token digest), sub-account by sub-account."""
+    async for accounts in _pages(conn, "gdpr_sub_accounts", client_id, EXPORT_PAGE, ("created_at", "id")):
+        for account in accounts:
+            after: tuple[Any, Any] = (None, None)
+            while rows := await conn.fetch(q("gdpr_portal_sessions"), account["id"], client_id, *after, EXPORT_PAGE):
+                yield [portal_session_json(r, r["now"]) for r in rows]
+                after = (rows[-1]["created_at"], rows[-1]["id"])
+
+
 def export_sections(conn: asyncpg.Connection,
                     client_id: uuid.UUID) -> list[tuple[str, AsyncIterator[Sequence[Any]]]]:
     def paged(query: str, shape: Callable[[asyncpg.Record], dict[str, Any]],
@@ -175,6 +187,8 @@ def export_sections(conn: asyncpg.Connection,
         ("endpoints", paged("gdpr_endpoints", exported_endpoint)),
         ("endpointVersions", _versions(conn, client_id)),
         ("eventTypes", paged("gdpr_event_types", event_type_json)),
+        ("subAccounts", paged("gdpr_sub_accounts", sub_account_json)),
+        ("portalSessions", _portal_sessions(conn, client_id)),
         ("events", _events(conn, client_id)),
         ("attempts", paged("gdpr_attempts", attempt_json, ("attempted_at", "id"))),
         ("inboundEndpoints", paged("gdpr_inbound_endpoints", inbound_json)),   # sourceConfig masked

@@ -5,10 +5,12 @@ revocation on the next request, and scoping of every runtime route."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from control.store.queries import q
 from tests.integration.conftest import Caller
 
 
@@ -256,3 +258,71 @@ async def test_runtime_api_validates_like_the_main_api(app_client: Caller) -> No
         status, body, _ = await app_client.call("GET", "/sub-account-api/events", headers={"Authorization": auth},
                                                 key="")
         assert status == 401, auth
+
+
+async def test_events_name_their_sub_account_everywhere_they_are_shown(app_client: Caller) -> None:
+    """subAccountId on the created event, GET, the list, and the portal's runtime API; null for the
+    workspace's own events; and declared (required, nullable) in the OpenAPI schemas of those routes."""
+    sub = await make_sub(app_client, "named")
+    status, ev, _ = await app_client.call("POST", "/api/v1/events", {"eventType": "named.thing", "payload": {}},
+                                          {"X-Idempotency-Key": "named-1", "X-Sub-Account-ID": sub["id"]})
+    assert status == 201 and ev["subAccountId"] == sub["id"], ev
+    status, own, _ = await app_client.call("POST", "/api/v1/events", {"eventType": "named.thing", "payload": {}},
+                                           {"X-Idempotency-Key": "named-2"})
+    assert status == 201 and own["subAccountId"] is None, own
+    for event, expected in ((ev, sub["id"]), (own, None)):
+        status, got, _ = await app_client.call("GET", f"/api/v1/events/{event['id']}")
+        assert status == 200 and got["subAccountId"] == expected, got
+    status, listed, _ = await app_client.call("GET", "/api/v1/events")
+    assert {e["id"]: e["subAccountId"] for e in listed["data"]} == {ev["id"]: sub["id"], own["id"]: None}
+    status, listed, _ = await app_client.call("GET", "/api/v1/events", headers={"X-Sub-Account-ID": sub["id"]})
+    assert [e["subAccountId"] for e in listed["data"]] == [sub["id"]]
+    token = await portal_token(app_client, sub["id"])
+    status, listed = await portal(app_client, token, "GET", "/events")
+    assert status == 200 and [e["subAccountId"] for e in listed["data"]] == [sub["id"]]
+    status, got = await portal(app_client, token, "GET", f"/events/{ev['id']}")
+    assert status == 200 and got["subAccountId"] == sub["id"]
+    status, doc, _ = await app_client.call("GET", "/openapi.json")
+    assert status == 200
+    for name in ("Event", "EventSummary", "EventCreated"):
+        schema = doc["components"]["schemas"][name]
+        assert "subAccountId" in schema["required"], name
+        assert schema["properties"]["subAccountId"]["nullable"] is True, name
+
+
+async def test_a_deactivation_committing_during_an_ingest_refuses_it(app_client: Caller, pool: Any) -> None:
+    """The race the request-time check leaves: the ingest has seen the sub-account active, then the
+    DELETE commits before the ingest's insert does. A second connection holds the deactivation
+    uncommitted (its row lock), so the request gets past the check; the insert must wait for that
+    row and, once the deactivation commits, refuse the event: nothing is stored, single or batch."""
+    sub = await make_sub(app_client, "racing")
+    sub_id, client_id = uuid.UUID(sub["id"]), uuid.UUID(app_client.client_id)
+    scoped = {"X-Sub-Account-ID": sub["id"]}
+    requests = (
+        ("/api/v1/events", {"destination": "https://x.example.com/d", "payload": {}},
+         {**scoped, "X-Idempotency-Key": "race-single"}),
+        ("/api/v1/events/batch",
+         {"events": [{"idempotencyKey": "race-batch", "destination": "https://x.example.com/d", "payload": {}}]},
+         scoped),
+    )
+    for path, body, headers in requests:
+        await pool.execute("UPDATE sub_accounts SET deactivated_at = NULL WHERE id = $1", sub_id)
+        async with pool.acquire() as holder:
+            deactivation = holder.transaction()
+            await deactivation.start()
+            await holder.fetchrow(q("deactivate_sub_account"), sub_id, client_id)   # the DELETE, not committed
+            sending = asyncio.create_task(app_client.call("POST", path, body, headers))
+            while not sending.done() and not await waiting_on_a_lock(pool, holder):
+                await asyncio.sleep(0.005)
+            await deactivation.commit()
+        status, out, _ = await sending
+        assert status == 409 and out["code"] == "SUB_ACCOUNT_INACTIVE", (path, status, out)
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE sub_account_id = $1", sub_id) == 0
+
+
+async def waiting_on_a_lock(pool: Any, holder: Any) -> bool:
+    """Whether some backend of this database waits for a lock `holder`'s backend holds."""
+    pid = holder.get_server_pid()
+    return bool(await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND $1 = ANY(pg_blocking_pids(pid)))", pid))

@@ -1,11 +1,16 @@
 -- name: insert_event
 -- One event ($18: its sub-account or NULL), its deliveries ($14..$17, one array element each) and its count against the monthly
 -- quota, in one statement and so in one transaction: nothing when the idempotency key is taken (no
--- row back), nothing either when the quota refuses it (mittr_count_usage raises MT402).
+-- row back), nothing either when the quota refuses it (mittr_count_usage raises MT402), nothing
+-- when the sub-account is (or is being) deactivated: its row is share-locked here, so a deactivation
+-- either waits for this insert's commit or, committed first, makes the guard find no active row.
 WITH ev AS (
     INSERT INTO events (id, client_id, project_id, idempotency_key, event_type, destination, payload, headers,
                         max_attempts, priority, delay_seconds, status, task_count, sub_account_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $18)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $18
+    WHERE $18::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM sub_accounts s WHERE s.id = $18 AND s.client_id = $2 AND s.deactivated_at IS NULL
+        FOR SHARE)
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING id, created_at
 ), deliveries AS (
@@ -32,14 +37,14 @@ SELECT pg_notify('mittr_endpoint', $1);
 
 -- name: get_event
 SELECT id, idempotency_key, event_type, destination, payload, headers, status, attempts, max_attempts,
-       priority, delay_seconds, task_count, created_at, updated_at, delivered_at, project_id
+       priority, delay_seconds, task_count, created_at, updated_at, delivered_at, project_id, sub_account_id
 FROM events
 WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3)
   AND ($4::uuid IS NULL OR sub_account_id = $4);
 
 -- name: list_events
 SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
-       created_at, delivered_at
+       created_at, delivered_at, sub_account_id
 FROM events
 WHERE client_id = $1
   AND ($2::uuid IS NULL OR project_id = $2)
@@ -70,6 +75,11 @@ LEFT JOIN endpoints ep ON ep.id = t.endpoint_id AND ep.client_id = t.client_id
 WHERE t.event_id = $1 AND t.client_id = $2 AND e.client_id = $2 AND ($3::uuid IS NULL OR e.project_id = $3)
   AND t.status IN ('queued', 'delivering', 'failed')
 ORDER BY t.id;
+
+-- name: share_lock_active_sub_account
+-- Held until the ingest's commit: a concurrent deactivation (FOR UPDATE) waits for it, or, when it
+-- committed first, this reads the deactivated row (after waiting) and the ingest is refused.
+SELECT sub_id, deactivated_at IS NULL AS active FROM sub_accounts WHERE id = $1 AND client_id = $2 FOR SHARE;
 
 -- name: insert_event_batch
 -- A batch of direct events and their one task each, in one statement. Rows whose idempotency key

@@ -65,7 +65,7 @@ LIMIT $4;
 -- At most $4 events and no more than $5 bytes of payload (each delivery counted as 256 bytes more),
 -- but always the first: a page of large payloads is short rather than large.
 SELECT id, idempotency_key, event_type, destination, payload, headers, status, attempts, max_attempts,
-       priority, delay_seconds, created_at, updated_at, delivered_at, project_id
+       priority, delay_seconds, created_at, updated_at, delivered_at, project_id, sub_account_id
 FROM (
     SELECT e.*, octet_length(e.payload) + 256 * e.task_count AS weight,
            sum(octet_length(e.payload) + 256 * e.task_count) OVER (ORDER BY e.created_at, e.id) AS running
@@ -199,6 +199,24 @@ WHERE client_id = $1;
 SELECT client_id, finished_at, now() - finished_at AS finished_ago
 FROM gdpr_erasures WHERE swept_at IS NULL
 ORDER BY requested_at;
+
+-- name: gdpr_sub_accounts
+-- Deactivated ones too: their history is kept.
+SELECT * FROM sub_accounts
+WHERE client_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4;
+
+-- name: gdpr_portal_sessions
+-- One sub-account's portal sessions ($1 the sub-account, $2 the client), oldest first, after ($3, $4):
+-- what they were and when, never their exchange or session token digests. `now` is the export
+-- transaction's clock, for each session's state.
+SELECT id, sub_account_id, return_url, idle_seconds, created_at, exchange_expires_at, exchanged_at,
+       last_seen_at, expires_at, revoked_at, now() AS now
+FROM portal_sessions
+WHERE sub_account_id = $1 AND client_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
+ORDER BY created_at, id
+LIMIT $5;
 
 -- name: gdpr_inbound_endpoints
 SELECT * FROM inbound_endpoints
