@@ -349,3 +349,48 @@ async def test_an_interrupted_erasure_is_finished_and_late_rows_are_swept(pool: 
         assert counts["events"] == 30 and counts["lateSweep"] == {"delivery_attempts": 1}
     finally:
         await service.aclose()
+
+
+async def test_export_holds_sub_accounts_and_their_portal_sessions_without_token_digests(
+        app_client: Caller, pool: Any) -> None:
+    """Sub-accounts (deactivated ones too) and every portal session's metadata, with the events
+    attributed to them; never an exchange or session token, nor their digests; nothing of another
+    workspace's sub-accounts."""
+    status, sub, _ = await app_client.call("POST", "/api/v1/sub-accounts",
+                                           {"name": "Customer One", "subID": "cust-1", "metadata": {"tier": "gold"}})
+    assert status == 201, sub
+    status, gone, _ = await app_client.call("POST", "/api/v1/sub-accounts", {"name": "Gone", "subID": "cust-2"})
+    assert status == 201
+    status, minted, _ = await app_client.call("POST", f"/api/v1/sub-accounts/{sub['id']}/sessions",
+                                              {"returnURL": "https://app.example.com/back", "ttlSeconds": 600})
+    assert status == 201, minted
+    exchange = minted["url"].split("token=", 1)[1]
+    status, exchanged, _ = await app_client.call("POST", "/sub-account-api/auth/exchange", {"token": exchange}, key="")
+    assert status == 200, exchanged
+    status, ev, _ = await app_client.call("POST", "/api/v1/events", {"eventType": "gdpr.sub", "payload": {}},
+                                          {"X-Idempotency-Key": "gdpr-sub", "X-Sub-Account-ID": sub["id"]})
+    assert status == 201, ev
+    assert (await app_client.call("DELETE", f"/api/v1/sub-accounts/{gone['id']}"))[0] == 204
+    other = await create_client(pool, "tenant-other")
+    await pool.execute("INSERT INTO sub_accounts (id, client_id, name, sub_id) VALUES ($1, $2, 'Theirs', 'their-sub')",
+                       uuid.uuid4(), other["id"])
+
+    resp = await app_client.client.get(EXPORT, headers={"X-API-Key": app_client.key})
+    raw = await resp.read()
+    assert resp.status == 200, raw[:500]
+    doc = orjson.loads(raw)
+    subs = {s["subID"]: s for s in doc["subAccounts"]}
+    assert set(subs) == {"cust-1", "cust-2"}
+    assert subs["cust-1"] == {**sub, "updatedAt": subs["cust-1"]["updatedAt"]} and subs["cust-1"]["active"]
+    assert subs["cust-2"]["active"] is False and subs["cust-2"]["deactivatedAt"]
+    [session] = doc["portalSessions"]
+    assert session["id"] == minted["session"]["id"] and session["subAccountId"] == sub["id"]
+    assert session["status"] == "active" and session["returnURL"] == "https://app.example.com/back"
+    assert session["ttlSeconds"] == 600 and session["exchangedAt"] and session["expiresAt"]
+    assert [e["subAccountId"] for e in doc["events"]] == [sub["id"]]
+    text = raw.decode()
+    digests = await pool.fetchrow("SELECT exchange_hash, token_hash FROM portal_sessions WHERE id = $1",
+                                  uuid.UUID(session["id"]))
+    for secret in (exchange, exchanged["token"], digests["exchange_hash"].hex(), digests["token_hash"].hex()):
+        assert secret not in text
+    assert "their-sub" not in text and "Theirs" not in text
