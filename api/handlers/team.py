@@ -28,7 +28,11 @@ def obj(props: dict[str, Any], *optional: str) -> dict[str, Any]:
     return {"type": "object", "required": [k for k in props if k not in optional], "properties": props}
 
 
-MEMBER = ROUTES.component("TeamMember", obj({**USER["properties"], "role": ROLE, "joinedAt": TIME}))
+MEMBER = ROUTES.component("TeamMember", obj({
+    **USER["properties"], "role": ROLE, "joinedAt": TIME,
+    "active": {"type": "boolean", "description": "false once SCIM deactivated the membership (active=false): "
+                                                 "no sign-in, no session; the role is kept"},
+    "deactivatedAt": {**TIME, "nullable": True}}))
 INVITATION = ROUTES.component("Invitation", obj({
     "id": UUID, "email": STRING, "role": ROLE, "invitedAt": TIME, "expiresAt": TIME,
     "status": {"type": "string", "enum": ["pending", "expired"]}}))

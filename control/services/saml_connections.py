@@ -234,12 +234,18 @@ class PasswordLoginPolicy:
         self.pool = pool
         self.limits = PlanLimits(pool, 0, settings)
 
-    async def check(self, client_id: uuid.UUID) -> None:
+    async def check(self, client_id: uuid.UUID, accepting: bool = False) -> None:
+        """403 SSO_REQUIRED for a password sign-in (or, `accepting`, an invitation accepted with a
+        password) to a workspace that requires SSO."""
         if not await self.pool.fetchval(q("saml_sso_required"), client_id):
             return
         try:
             await self.limits.require_feature(client_id, "saml")
         except FeatureNotInPlan:
             return
+        if accepting:
+            raise SsoRequired("this workspace requires single sign-on: accept the invitation by signing in "
+                              "through its identity provider instead of with a password (GET "
+                              "/auth/sso/discover?email=... gives the link); the invitation stays open for it")
         raise SsoRequired("this workspace requires single sign-on: sign in through its identity provider "
                           "(GET /auth/sso/discover?email=... gives the link)")

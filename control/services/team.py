@@ -2,10 +2,10 @@
 
 A member is a membership (a user and a role); an invitation is a single-use `invite` token whose
 link is e-mailed, one open invitation per workspace and address. What each role may do is
-control/policy/access.py's business; here the workspace always keeps an admin (demotions and
-removals check it while holding the workspace's admin memberships locked, so two admins demoting
-each other cannot both succeed), and a removed member's sessions in the workspace end with the
-removal's transaction.
+control/policy/access.py's business; here the workspace always keeps an active admin (demotions
+and removals check it while holding the workspace's active admin memberships locked, so two admins
+demoting each other cannot both succeed; an admin SCIM deactivated does not count), and a removed
+member's sessions in the workspace end with the removal's transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from control.services import audit
 from control.services.accounts import MAX_TOKEN_LENGTH, SignedIn, link, person, signed_in_json
 from control.services.mail import Mailer, MailError
 from control.services.principal import Principal
+from control.services.saml_connections import PasswordLoginPolicy
 from control.services.sessions import create_session
 from control.services.users import create_user, hashed_password, parse_email, parse_role, user_by_email, user_json
 from control.settings import Settings
@@ -66,7 +67,9 @@ def invitation_mail(workspace: str, inviter: str, role: Role, link: str, ttl_hou
 # ---- JSON shapes -------------------------------------------------------------------------------
 
 def member_json(row: Any) -> dict[str, Any]:
-    return {**user_json(row), "role": row["role"], "joinedAt": iso(row["created_at"])}
+    """`active` false (and `deactivatedAt`) for a membership SCIM deactivated: no sign-in, role kept."""
+    return {**user_json(row), "role": row["role"], "joinedAt": iso(row["created_at"]),
+            "active": row["deactivated_at"] is None, "deactivatedAt": iso(row["deactivated_at"])}
 
 
 def invitation_json(row: Any, now: datetime) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class TeamService:
         self.pool = pool
         self.auth: dict[str, Any] = settings.section("auth")
         self.mailer = Mailer(settings)
+        self.password_policy = PasswordLoginPolicy(pool, settings)    # a workspace may require SSO
 
     # ---- members ------------------------------------------------------------------------------
 
@@ -117,15 +121,18 @@ class TeamService:
 
     async def _lock_member(self, conn: asyncpg.Connection, who: Principal, user_id: uuid.UUID,
                            new_role: Role | None) -> asyncpg.Record:
-        """The member's row, locked after the workspace's admins (always in that order: no deadlock);
-        409 INVALID_STATE when the change would leave the workspace without an admin."""
+        """The member's row, locked after the workspace's active admins (always in that order: no
+        deadlock); 409 INVALID_STATE when the change would take away the workspace's last active
+        admin (a deactivated admin cannot sign in, so does not count; changing someone who is not an
+        active admin takes no admin away)."""
         admins = {r["user_id"] for r in await conn.fetch(q("lock_workspace_admins"), who.client_id)}
         row = await conn.fetchrow(q("lock_member"), who.client_id, user_id)
         if row is None:
             raise NotFound("team member not found")
-        if not leaves_an_admin(admins, user_id, new_role):
+        if user_id in admins and not leaves_an_admin(admins, user_id, new_role):
             action = "removed" if new_role is None else "demoted"
-            raise InvalidState(f"the last admin of a workspace cannot be {action}; make another member admin first")
+            raise InvalidState(f"the last active admin of a workspace cannot be {action}; make another member "
+                               "admin (or reactivate one) first")
         return row
 
     # ---- invitations --------------------------------------------------------------------------
@@ -177,7 +184,9 @@ class TeamService:
 
     async def accept(self, body: Any, ip: str | None, user_agent: str | None) -> SignedIn:
         """Join the workspace: a new account (name, password), or an existing one proven by its
-        password; the token is used up and a session starts, all in one transaction."""
+        password; the token is used up and a session starts, all in one transaction. A workspace
+        that requires SSO refuses this password path (403 SSO_REQUIRED, before any password is
+        looked at); its invitation stays open and is taken by the person's first SSO sign-in."""
         body = need_object(body)
         name = str_field(body.get("name", ""), "name", max_len=200).strip()
         password = body.get("password")
@@ -189,6 +198,7 @@ class TeamService:
             if state != "pending":
                 raise BadRequest(f"token: this invitation has {'been used' if state == 'accepted' else 'expired'}"
                                  "; ask for a new one")
+            await self.password_policy.check(invite["client_id"], accepting=True)    # 403 SSO_REQUIRED
             email: str = invite["email"]
             existing = await user_by_email(conn, email)
             if existing is not None:

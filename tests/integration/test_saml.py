@@ -24,6 +24,7 @@ from saml2 import BINDING_HTTP_POST, md
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 
 from control.policy.ssrf import AddressPolicy
+from control.policy.tokens import digest
 from control.services.principal import Principal
 from control.services.saml_connections import SamlConnections
 from control.services.sessions import COOKIE
@@ -410,3 +411,36 @@ async def test_metadata_url_is_fetched_under_the_ssrf_policy(app: Caller, module
     for path, why in (("/redirect", "HTTP 302"), ("/huge", "larger than")):
         with pytest.raises(BadRequest, match=why):
             await service.create(who, {"slug": "other", "metadataUrl": metadata_server + path}, ORIGIN)
+
+
+async def test_require_sso_refuses_accepting_an_invitation_with_a_password(app: Caller, module_pool: Any,
+                                                                            idp: SamlIdp) -> None:
+    """POST /auth/accept-invite is a password sign-in too: refused (403 SSO_REQUIRED, before any
+    password is looked at) for a workspace that requires SSO; the invitation stays open and the
+    person's SSO sign-in takes it, with the invited role."""
+    sp = await make_sp(app, module_pool, idp, ["invited.example"], requireSso=True)
+    client_id = uuid.UUID(sp.ws.client_id)
+    existing = await create_user(module_pool, "has@elsewhere.example", verified=True,
+                                 password_hash=await hashed_password(PASSWORD, "has@elsewhere.example"))
+    for email, password in (("new@elsewhere.example", PASSWORD), (existing["email"], PASSWORD),
+                            (existing["email"], "not-the-password-1")):
+        token = f"mti_accept-{uuid.uuid4().hex}"
+        await module_pool.execute(
+            "INSERT INTO auth_tokens (token_hash, kind, client_id, email, role, expires_at)"
+            " VALUES ($1, 'invite', $2, $3, 'editor', now() + interval '1 day')"
+            " ON CONFLICT (client_id, email) WHERE kind = 'invite' AND used_at IS NULL"
+            " DO UPDATE SET token_hash = EXCLUDED.token_hash", digest(token), client_id, email)
+        status, body, resp = await app.call("POST", "/auth/accept-invite",
+                                            {"token": token, "name": "Invited", "password": password},
+                                            {"Origin": ORIGIN}, key="")
+        assert status == 403 and body["code"] == "SSO_REQUIRED", (email, body)
+        assert "single sign-on" in body["error"] and "invitation stays open" in body["error"]
+        assert resp.get_first_header(b"set-cookie") is None
+    assert await module_pool.fetchval("SELECT count(*) FROM users WHERE email = 'new@elsewhere.example'") == 0
+    assert await module_pool.fetchval("SELECT count(*) FROM memberships WHERE client_id = $1", client_id) == 0
+    rid = await sp.login()                             # the way in: SSO, which takes the open invitation
+    status, body, _ = await sp.post(sp.answer(rid, email="new@elsewhere.example"))
+    assert status == 303, body
+    role = await module_pool.fetchval("SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id"
+                                      " WHERE m.client_id = $1 AND u.email = 'new@elsewhere.example'", client_id)
+    assert role == "editor"

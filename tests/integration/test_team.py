@@ -484,3 +484,24 @@ async def test_two_accepts_of_one_link_at_once_make_one_member(site: Site, acme:
     assert await site.pool.fetchval("SELECT count(*) FROM users WHERE email = $1", CAROL) == 1
     assert await site.pool.fetchval("SELECT count(*) FROM memberships WHERE client_id = $1", client_id) == 2
     assert len(await site.audit(client_id, "accept", "invite")) == 1
+
+
+async def test_a_deactivated_admin_shows_inactive_and_is_no_remaining_admin(
+        site: Site, acme: tuple[uuid.UUID, Person]) -> None:
+    """SCIM's active=false (memberships.deactivated_at): the team list says so, and such an admin,
+    who cannot sign in, does not keep the workspace administered: the last active one stays."""
+    client_id, admin = acme
+    ben = await site.person(client_id, BEN, "admin")
+    await site.pool.execute("UPDATE memberships SET deactivated_at = now() WHERE client_id = $1 AND user_id = $2",
+                            client_id, ben.id)
+    status, team, _ = await site.call("GET", "/api/v1/team", None, admin.session)
+    assert status == 200, team
+    by_email = {m["email"]: m for m in team["data"]}
+    assert by_email[ADA]["active"] is True and by_email[ADA]["deactivatedAt"] is None
+    assert by_email[BEN]["active"] is False and by_email[BEN]["deactivatedAt"] and by_email[BEN]["role"] == "admin"
+    for method, payload in (("PATCH", {"role": "editor"}), ("DELETE", None)):
+        status, body, _ = await site.call(method, f"/api/v1/team/{admin.id}", payload, admin.session)
+        assert status == 409 and body["code"] == "INVALID_STATE" and "active admin" in body["error"], (method, body)
+    # changing the deactivated admin takes no active admin away
+    status, body, _ = await site.call("PATCH", f"/api/v1/team/{ben.id}", {"role": "viewer"}, admin.session)
+    assert status == 200 and body["role"] == "viewer" and body["active"] is False, body

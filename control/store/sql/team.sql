@@ -1,6 +1,6 @@
 -- name: team_members
 -- One keyset page of a workspace's members, oldest membership first (whoever set it up on top).
-SELECT u.id, u.email, u.name, u.email_verified_at, m.role, m.created_at
+SELECT u.id, u.email, u.name, u.email_verified_at, m.role, m.created_at, m.deactivated_at
 FROM memberships m
 JOIN users u ON u.id = m.user_id
 WHERE m.client_id = $1
@@ -53,13 +53,17 @@ ON CONFLICT (client_id, user_id) DO NOTHING
 RETURNING created_at;
 
 -- name: lock_workspace_admins
--- Every admin membership of the workspace, locked in one order: a demotion or removal that checks
--- "another admin remains" under these locks cannot race another one (two admins demoting each
--- other): the second waits, then sees the first's change.
-SELECT user_id FROM memberships WHERE client_id = $1 AND role = 'admin' ORDER BY user_id FOR UPDATE;
+-- Every active admin membership of the workspace, locked in one order: a demotion or removal that
+-- checks "another active admin remains" under these locks cannot race another one (two admins
+-- demoting each other): the second waits, then sees the first's change. An admin SCIM deactivated
+-- (deactivated_at) cannot sign in, so it does not count as one who remains; a deactivation that
+-- commits while this waits is seen (the row no longer qualifies once the lock is granted).
+SELECT user_id FROM memberships
+WHERE client_id = $1 AND role = 'admin' AND deactivated_at IS NULL
+ORDER BY user_id FOR UPDATE;
 
 -- name: lock_member
-SELECT u.id, u.email, u.name, u.email_verified_at, m.role, m.created_at
+SELECT u.id, u.email, u.name, u.email_verified_at, m.role, m.created_at, m.deactivated_at
 FROM memberships m
 JOIN users u ON u.id = m.user_id
 WHERE m.client_id = $1 AND m.user_id = $2
