@@ -64,18 +64,18 @@ NOTIFY: dict[str, Any] = {"type": "array", "maxItems": 2 * len(NOTIFY_KINDS),
                           "items": {"type": "string", "enum": list(NOTIFY_KINDS)},
                           "description": "delivery notices this connector sends (an email connector needs config.to)"}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _NON_BLANK, "example": "prod-slack-alerts"}
+_CREATE_ONLY: dict[str, Any] = {"name": _NAME, "type": {"type": "string", "enum": list(TYPES)}}
 CONNECTOR_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
-    "name": _NAME, "type": {"type": "string", "enum": list(TYPES)},
     "config": {"type": "object", "description": "the type's settings (merged into the stored ones; null removes "
                                                 "one; a masked secret sent back as read keeps it)",
                "anyOf": [settings_schema(kind) for kind in TYPES]},
     "template": nullable(TEMPLATE), "notify": nullable(NOTIFY)},
-    "description": "name and type cannot change (given, they must be the current ones)",
+    "description": "name and type cannot change (the API also takes them when they repeat the current ones)",
     "example": {"config": {"channel": "#new-channel"}}}
 # Create: the settings the type needs are required, per type (the branches only tie config to type).
 CREATE_CONNECTOR_BODY: dict[str, Any] = {
     "type": "object", "required": ["name", "type", "config"], "additionalProperties": False,
-    "properties": {**CONNECTOR_BODY["properties"], "config": {"type": "object"}},
+    "properties": {**_CREATE_ONLY, **CONNECTOR_BODY["properties"], "config": {"type": "object"}},
     "oneOf": [{"title": kind, "properties": {"type": {"type": "string", "enum": [kind]},
                                              "config": settings_schema(kind, CONNECTOR_REQUIRED[kind])}}
               for kind in TYPES],

@@ -22,7 +22,9 @@ BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "proper
     "subID": {"type": "string", "minLength": 1, "maxLength": 128, "example": "cust_abc123", "pattern": "^[!-~]+$",
               "description": "your own id for this customer; unique in the workspace; no spaces or control "
                              "characters (printable non-ASCII is accepted too)"},
-    "metadata": {"type": "object", "description": "free-form, at most 8 KiB as JSON",
+    "metadata": {"type": "object", "description": "free-form, at most 8 KiB as JSON, no NUL characters",
+                 "propertyNames": {"pattern": "^[^\\x00]*$"},
+                 "additionalProperties": {"not": {"type": "string", "pattern": "\\x00"}},
                  "example": {"tier": "enterprise"}}}}
 SUB_ACCOUNT = ROUTES.component("SubAccount", {
     "type": "object", "required": ["id", "name", "subID", "metadata", "active", "createdAt", "updatedAt",

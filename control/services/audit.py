@@ -8,6 +8,7 @@ own history (events, attempts) and would double the write load of the hot path.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -38,10 +39,15 @@ def redact(value: Any) -> Any:
     return value
 
 
+# A JSON-escaped NUL (not an escaped backslash followed by "u0000"): jsonb cannot hold one, and a
+# payload (stored as bytes) may carry it; the audit copy shows U+FFFD in its place.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def _json(value: Any) -> str | None:
     if value is None:
         return None
-    return orjson.dumps(redact(value), default=str).decode()
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", orjson.dumps(redact(value), default=str).decode())
 
 
 async def record(conn: asyncpg.Connection, who: Principal, action: str, resource: str,
