@@ -62,6 +62,7 @@ RECONCILE_S = 5.0               # endpoint settings compared with Postgres this 
 MARK_DELIVERING_AFTER_MS = 1000  # an attempt on the wire this long shows as `delivering`
 NOT_THE_RECEIVERS_FAULT = ("blocked", "transform", "cancelled")
 WRITES_FAILING = "outcomes could not be recorded for longer than the lease TTL"
+LEASE_UNRENEWED = "the lease could not be renewed for about its TTL"
 
 
 class LeaseLost(RuntimeError):
@@ -400,6 +401,10 @@ class Shard:
         while not self.stopping:
             if self._stop_reason is not None:
                 raise LeaseLost(self._stop_reason)
+            if not self.lease.valid():
+                # Cut off from Postgres for about a TTL: another owner may hold the range by now,
+                # so nothing more goes out from here (the fence would refuse the outcomes anyway).
+                raise LeaseLost(LEASE_UNRENEWED)
             now = now_ms()
             dispatcher.advance(now)
             for target, task in dispatcher.take(now):

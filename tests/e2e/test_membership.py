@@ -7,8 +7,10 @@ killed with SIGKILL (supervisor and shard together, as when a host dies): its ra
 lease expiry plus a few seconds. A clean stop hands its ranges over at once. The ledger at the end:
 every accepted event delivered; duplicates counted (printed) and bounded.
 
-The network-partition case of the issue (ip netns, a host cut off from Postgres) is not here: these
-engines share one network namespace on 127.0.0.1.
+A network partition is made with a TCP proxy between one engine and PostgreSQL rather than with
+network namespaces (same effect for the engine: its connections go silent): cut off, the engine
+stops sending once its lease may have expired, its ranges move, nothing it held is sent twice, and
+once healed it rejoins and takes a share again.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.conftest import _create_db, _drop_db
 from tests.support.pg import with_database
 from tests.support.server import Api, MittrServer, free_port
 from tests.support.sink import Sink
+from tests.support.tcp_proxy import postgres_proxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -129,8 +132,9 @@ class Cluster:
     def api(self) -> Api:
         return self.apis[0]
 
-    async def engine(self) -> Proc:
-        proc = await Proc(cli("engine", "--shards", "1"), self.env).start()
+    async def engine(self, database_url: str | None = None) -> Proc:
+        env = {**self.env, "DATABASE_URL": database_url} if database_url else self.env
+        proc = await Proc(cli("engine", "--shards", "1"), env).start()
         self.procs.append(proc)
         return proc
 
@@ -333,3 +337,67 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     print(f"FIFO: {FIFO_ENDPOINTS} endpoints in order, partitions {sorted(parts[f'f{i}'] for i in range(4))}")
     # At most what the killed shard had sent and not yet recorded: its in-flight limit and one writer batch.
     assert duplicates <= MAX_IN_FLIGHT + WRITER_BATCH, duplicates
+
+
+async def test_an_engine_cut_off_from_postgres_stops_sending_and_its_range_moves(cluster: Cluster) -> None:
+    c = cluster
+    proxy, through = await postgres_proxy(c.url)
+    try:
+        await c.engine()
+        cut_off = await c.engine(database_url=through)
+        held = await until(functools.partial(c.balanced, 2), 40, "two members splitting the partitions")
+        member = await c.db.fetchval("SELECT id FROM engine_members WHERE pid = $1", cut_off.proc.pid)  # type: ignore[union-attr]
+        lo, hi = held[member]
+        path = ""
+        for i in range(60):      # an endpoint in the range of the engine about to be cut off
+            status, ep = await c.api.call("POST", "/api/v1/endpoints", {"url": f"{c.sink.url}/p{i}",
+                                                                         "eventTypes": [f"p.{i}"]})
+            assert status == 201, ep
+            if lo <= await c.db.fetchval("SELECT partition FROM endpoints WHERE id = $1", uuid.UUID(ep["id"])) < hi:
+                path, event_type = f"/p{i}", f"p.{i}"
+                break
+        assert path, "no endpoint landed in the range"
+        # Work the cut-off engine holds in memory, due only after its lease has run out.
+        delay = int(TTL_S) + 6
+        ids = []
+        for n in range(20):
+            status, ev = await c.api.call("POST", "/api/v1/events",
+                                          {"eventType": event_type, "payload": {"n": n}, "delaySeconds": delay},
+                                          {"X-Idempotency-Key": f"cut-{n}"})
+            assert status == 201, ev
+            ids.append(uuid.UUID(ev["id"]))
+        epoch = await c.db.fetchval("SELECT epoch FROM shard_leases WHERE owner = $1", f"{member}:0")
+
+        async def claimed() -> bool:
+            n = await c.db.fetchval("SELECT count(*) FROM tasks WHERE event_id = ANY($1) AND claim_epoch = $2",
+                                    ids, epoch)
+            return bool(n == len(ids))
+        await until(claimed, 15, "the cut-off engine holding the delayed work")
+
+        proxy.cut()
+        cut_at = time.time()
+        await until(lambda: c.balanced(1), TTL_S + 15, "the other engine holding everything")
+        print(f"partition: the other engine holds everything {time.time() - cut_at:.2f}s after the cut")
+        got = await c.sink.wait_for(path, len(ids), timeout=delay + 15)
+        await asyncio.sleep(1.0)       # a second sender would have sent by now too
+        received = Counter(r.headers["X-Mittr-Event-ID"] for r in c.sink.at(path))
+        assert set(received) == {str(i) for i in ids} and all(n == 1 for n in received.values()), \
+            f"each held event sent exactly once, not also by the cut-off engine: {received}"
+        assert min(r.at for r in got) > cut_at, "nothing of it went out before the cut"
+        recorded = await c.db.fetchval("SELECT count(*) FROM delivery_attempts WHERE event_id = ANY($1)", ids)
+        assert recorded == len(ids), "one attempt recorded per event"
+
+        proxy.heal()
+        held = await until(functools.partial(c.balanced, 2), 60, "the healed engine taking a share again")
+        assert member in held
+        print(f"partition healed: the engine is back with {held[member]} after {time.time() - cut_at:.2f}s")
+        status, ev = await c.api.call("POST", "/api/v1/events", {"eventType": event_type, "payload": {"n": "after"}},
+                                      {"X-Idempotency-Key": "cut-after"})
+        assert status == 201
+        await c.api.wait_event(ev["id"], {"delivered"}, timeout=20)
+        again = await c.db.fetchval("SELECT count(*) FROM delivery_attempts WHERE event_id = ANY($1)", ids)
+        assert again == len(ids), "the healed engine recorded nothing for the work it was fenced from"
+    finally:
+        for p in c.procs[2:]:
+            await p.stop(10)
+        await proxy.stop()
