@@ -46,7 +46,8 @@ async def register(conn: asyncpg.Connection | asyncpg.Pool, member_id: str, shar
 
 
 async def leave(conn: asyncpg.Connection | asyncpg.Pool, member_id: str) -> None:
-    """A clean stop, once the member's shards have released their leases."""
+    """A clean stop, before the member's shards drain: the others recompute now and take each range
+    as soon as its shard has released it."""
     await conn.execute(q("member_leave"), member_id)
     await conn.execute("SELECT pg_notify($1, $2)", MEMBERS_CHANNEL, member_id)
 
@@ -77,8 +78,9 @@ class Heartbeat(threading.Thread):
                     seen = True
                 elif seen:
                     await asyncio.wait_for(register(conn, self.member_id, self.shards), timeout=limit)
-            except (*DB_ERRORS, OSError) as exc:
-                log.warning("member heartbeat failed", extra={"member": self.member_id, "error": str(exc)})
+            except Exception as exc:   # never die: a silent heartbeat would stall the member's ranges
+                log.warning("member heartbeat failed",
+                            extra={"member": self.member_id, "error": str(exc) or type(exc).__name__})
                 if conn is not None:
                     conn.terminate()
                     conn = None
@@ -111,10 +113,9 @@ class Membership:
             if self.index == 0:
                 await conn.execute(q("forget_members"), self.ttl_s * FORGET_AFTER_TTLS)
         self.members = [Member(r["id"], int(r["shards"])) for r in rows]
-        if not any(m.id == self.member_id for m in self.members):
-            # This shard runs, so its member does (its heartbeat is late, or the supervisor is
-            # gone and the shard will follow it): count it, and let the leases arbitrate.
-            self.members.append(Member(self.member_id, self.shards))
+        # A member the others count as gone (heartbeat stale, or deregistered) holds nothing, even
+        # though this shard runs: everyone must compute from the same list, or a range could be
+        # wanted by two shards while another is wanted by none.
         return assign(self.members, self.partitions).get((self.member_id, self.index), (0, 0))
 
     def poke(self, _payload: str = "") -> None:

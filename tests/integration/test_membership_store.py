@@ -35,9 +35,11 @@ async def test_live_members_share_the_partitions_and_an_expired_one_drops_out(po
     assert await view(pool, "host-a-1", 2, 0).view() == (0, 2048)
     assert await view(pool, "host-a-1", 2, 1).view() == (2048, 4096)
 
-    # A clean leave is gone at once, and a member not (yet) in the table still counts itself.
+    # A clean leave is gone at once; a member the others count as gone holds nothing.
     await leave(pool, "host-a-1")
     assert await pool.fetchval("SELECT count(*) FROM engine_members WHERE id = 'host-a-1'") == 0
+    assert await view(pool, "host-a-1", 2, 0).view() == (0, 0)
+    await register(pool, "host-c-1", 1)
     assert await view(pool, "host-c-1", 1, 0).view() == (0, 4096)
 
 
