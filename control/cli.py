@@ -178,13 +178,13 @@ class EngineMember:
     def leave(self) -> None:
         """On a clean stop, before the shards drain: the others recompute at once and take each
         range as soon as its shard has released it, instead of after the expiry. A failure here
-        only delays that to the expiry."""
-        if self.left:
-            return
-        self.left = True
+        only delays that to the expiry. Called again once the shards are gone: a shard still
+        starting when the stop came may have registered the member after the first call."""
         from engine.membership import leave
 
-        self.heartbeat.stop()
+        if not self.left:
+            self.left = True
+            self.heartbeat.stop()
 
         async def run() -> None:
             conn = await connect(self.url)
