@@ -73,11 +73,17 @@ async def test_every_body_route_enforces_the_size_limit(app_client: Caller, pool
     body_routes = [r for r in ROUTES.routes if r.body is not None]
     assert len(body_routes) >= 5
     portal = await portal_headers(app_client)     # the /sub-account-api routes authenticate by session
+    status, scim_token, _ = await app_client.call("POST", "/api/v1/scim/tokens", {"name": "idp"})
+    assert status == 201, scim_token
+    scim = {"Authorization": f"Bearer {scim_token['token']}"}     # /scim/v2 by the workspace's SCIM token
     for r in body_routes:
         path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), r.path)
-        headers = {**idem(), **(portal if r.path.startswith("/sub-account-api/") else {})}
-        status, err, _ = await app_client.call(r.method, path, raw=big, headers=headers)
-        assert status == 413 and err["code"] == "PAYLOAD_TOO_LARGE", (r.method, r.path, status, err)
+        auth = portal if r.path.startswith("/sub-account-api/") else scim if r.path.startswith("/scim/") else {}
+        status, err, _ = await app_client.call(r.method, path, raw=big, headers={**idem(), **auth})
+        if r.path.startswith("/scim/"):        # SCIM's own error object
+            assert status == 413 and err["status"] == "413", (r.method, r.path, status, err)
+        else:
+            assert status == 413 and err["code"] == "PAYLOAD_TOO_LARGE", (r.method, r.path, status, err)
     assert await pool.fetchval("SELECT count(*) FROM events") == 0
 
 
