@@ -11,7 +11,7 @@ from control.services.gdpr import GdprService
 from control.services.principal import Principal
 
 ERASE_BODY = {"type": "object", "additionalProperties": False, "properties": {
-    "confirm": {"type": "string", "description": "this workspace's id"}}}
+    "confirm": {"type": "string", "format": "uuid", "description": "this workspace's id"}}}
 ERASED = {"type": "object", "required": ["workspaceId", "erased"], "properties": {
     "workspaceId": {"type": "string", "format": "uuid"},
     "erased": {"type": "object", "additionalProperties": {"type": "integer"}}}}
@@ -35,7 +35,7 @@ async def export(request: Request, who: Principal) -> Response:
 @ROUTES.add("DELETE", "/api/v1/gdpr/data",
             "Erase all of the workspace's data for good, then the workspace (confirm with its id: body "
             "{\"confirm\": \"<id>\"} or ?confirm=<id>); answers when done", "gdpr", "gdpr:write",
-            body=ERASE_BODY, query=(("confirm", {"type": "string"}),), response=ERASED)
+            body=ERASE_BODY, query=(("confirm", {"type": "string", "format": "uuid"}),), response=ERASED)
 @authed()
 async def erase(request: Request, who: Principal) -> Response:
     body = await read_json(request, ctx().max_body, optional=True) if request.has_body() else None
