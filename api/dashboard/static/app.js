@@ -1,5 +1,7 @@
 // The dashboard shell: who is signed in, the project switcher, navigation, and the page router.
 // Pages are ES modules loaded when first opened; each exports render(ctx) and may return a cleanup.
+// A fourth NAV field `true` marks an admin-only page: hidden from editors and viewers (the API would
+// refuse them anyway); a key's session sees it and its scopes decide.
 
 import { currentProject, del, get, onUnauthorized, setProject } from "./api.js";
 import { act, clear, h, select, toast } from "./ui.js";
@@ -14,6 +16,9 @@ const NAV = [
   ["api-keys", "API keys", "api_keys.js"],
   ["team", "Team", "team.js"],
   ["projects", "Projects", "projects.js"],
+  ["sub-accounts", "Sub-accounts", "sub_accounts.js"],
+  ["audit-log", "Audit log", "audit.js", true],
+  ["sso", "SSO & provisioning", "sso.js", true],
 ];
 const root = document.getElementById("app");
 let session = null;
@@ -50,7 +55,7 @@ async function route() {
     if (seq !== renderSeq) return;
     await shell();
   }
-  const entry = NAV.find(([n]) => n === name);
+  const entry = visibleNav().find(([n]) => n === name);
   const main = document.getElementById("main");
   for (const a of document.querySelectorAll("nav a")) {
     if (a.dataset.page === (entry ? entry[0] : "")) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -83,10 +88,17 @@ function toLogin() {
   showLogin();
 }
 
-function afterLogin() {
+/** Where signing in leads: the dashboard page in ?next=, else the overview. */
+function nextPath() {
   const next = new URLSearchParams(location.search).get("next");
-  navigate(next && next.startsWith(BASE + "/") && !next.startsWith(BASE + "/login") ? next : `${BASE}/`, { replace: true });
+  return next && next.startsWith(BASE + "/") && !next.startsWith(BASE + "/login") ? next : `${BASE}/`;
 }
+
+function afterLogin() {
+  navigate(nextPath(), { replace: true });
+}
+
+const visibleNav = () => NAV.filter(([, , , admin]) => !admin || !session || !session.role || session.role === "admin");
 
 async function showLogin() {
   if (session) {   // signed in already (a bookmarked login page): straight on
@@ -96,7 +108,7 @@ async function showLogin() {
   document.title = "Sign in · Mittr";
   const mod = await import("./pages/login.js");
   clear(root);
-  mod.render(root, async () => afterLogin());
+  mod.render(root, async () => afterLogin(), nextPath());
 }
 
 async function projectSwitcher() {
@@ -135,7 +147,7 @@ async function shell() {
       h("span", { class: "who" }, who, session.role ? ` · ${session.role}` : "",
         session.role === "viewer" ? h("span", { class: "badge", title: "Viewers can look, not change" }, "read-only") : null),
       logout),
-    h("nav", { "aria-label": "Main" }, h("ul", {}, NAV.map(([n, label]) =>
+    h("nav", { "aria-label": "Main" }, h("ul", {}, visibleNav().map(([n, label]) =>
       h("li", {}, h("a", { href: n === "overview" ? `${BASE}/` : `${BASE}/${n}`, "data-nav": "", "data-page": n }, label))))),
     h("main", { id: "main" }),
     h("div", { id: "toasts", class: "toasts", "aria-live": "polite" }));

@@ -161,12 +161,27 @@ export function formDialog(title, fields, submit, submitText = "Save") {
   });
 }
 
-/** Shows a secret once, with a copy button; resolves when dismissed. */
-export function revealOnce(title, label, secret) {
+/** Copies text to the clipboard, saying so (or why not). */
+export function copy(text) {
+  if (!navigator.clipboard) return toast("Copying needs a secure page (HTTPS): select the text instead", "error");
+  return navigator.clipboard.writeText(text).then(() => toast("Copied"), () => toast("Could not copy", "error"));
+}
+
+/** A read-only value with its label and a Copy button (URLs to give an identity provider, ...). */
+export function copyable(label, value, attrs = {}) {
+  const input = h("input", { readonly: true, value, class: "mono", ...attrs });
+  input.id = uid();
+  return h("div", { class: "field copy" }, h("label", { for: input.id }, label),
+    h("div", { class: "inline" }, input, h("button", { type: "button", class: "secondary", title: `Copy ${label}`,
+      "aria-describedby": input.id, onclick: () => copy(value) }, "Copy")));
+}
+
+/** Shows a secret once, with a copy button (and any `extra` nodes after it); resolves when dismissed. */
+export function revealOnce(title, label, secret, extra = []) {
   return formDialog(title, [
     h("p", {}, "Copy it now: it is not shown again."),
-    field(label, h("input", { readonly: true, value: secret, class: "mono", "data-secret": "" })),
-    button("Copy", () => navigator.clipboard?.writeText(secret).then(() => toast("Copied")), "secondary"),
+    copyable(label, secret, { "data-secret": "" }),
+    extra,
   ], async () => true, "Done");
 }
 
