@@ -8,9 +8,15 @@ that ingest and delivery are each measured without the other competing for the C
 2. start `--shards` shards and drain that backlog (delivered events/s; shard RSS start/middle/end);
 3. with the engine running, send `--latency-events` single events one at a time per client slot and
    measure accept -> sink receipt latency;
-4. stop everything but the sink and measure the raw ceiling: a bare aiohttp client per shard posting
-   the same bodies with the same headers and concurrency straight to the sink;
-5. check the ledger: accepted == delivered + failed + dead + still queued/delivering, or exit 1.
+4. stop everything but the sink and measure the raw ceiling: per shard, a bare asyncio-protocol
+   client writing prebuilt signed requests with the engine's concurrency straight to the sink; then
+   the aiohttp reference, the same with a bare aiohttp client;
+5. check the ledger: accepted == events == delivered (+ failed + dead + still queued/delivering, all
+   0) and attempts recorded == requests the sink received, or exit 1.
+
+The drain also reports CPU microseconds per delivered event (API + shards + Postgres of this run),
+WAL bytes, tuples inserted/updated (HOT or not) and index bytes per delivered event, and the
+heaviest statements (pg_stat_statements, loaded on the embedded server).
 
 Writes results.json, results.md and chart.png to `--out` (default bench-results/<timestamp>/).
 """
@@ -119,13 +125,41 @@ def _role(cmdline: str, comm: str) -> str | None:
     return None
 
 
+def _parents() -> dict[int, int]:
+    out: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def descendants(roots: set[int]) -> set[int]:
+    """The roots and every process below them: only this run's processes are counted, never another
+    session's Postgres, API or shards on the same machine."""
+    parents = _parents()
+    found = set(r for r in roots if r in parents)
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found
+
+
+ROOTS: set[int] = set()   # this run's process roots (spawned processes, the embedded postmaster)
+
+
 def cpu_snapshot() -> dict[int, tuple[str, float]]:
-    """CPU seconds used so far by every process of a role we know (shards, api, postgres, ...)."""
+    """CPU seconds used so far by every process of this run of a role we know (shards, api, postgres, ...)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in descendants(ROOTS):
+        entry = Path(f"/proc/{pid}")
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             stat = (entry / "stat").read_text()
@@ -135,18 +169,24 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
         role = _role(cmdline, comm)
         if role is not None:
             fields = stat.rsplit(")", 1)[1].split()
-            out[int(entry.name)] = (role, (int(fields[11]) + int(fields[12])) / tick)
+            out[pid] = (role, (int(fields[11]) + int(fields[12])) / tick)
     done = resource.getrusage(resource.RUSAGE_CHILDREN)   # load generators, once their pool is reaped
     out[-1] = ("clients", done.ru_utime + done.ru_stime)
     return out
 
 
-def cpu_share(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-              seconds: float) -> dict[str, float]:
-    """Cores used per role between two snapshots (1.0 = one core busy the whole time)."""
+def cpu_seconds(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds used per role between two snapshots."""
     used: dict[str, float] = {}
     for pid, (role, cpu) in after.items():
         used[role] = used.get(role, 0.0) + cpu - before.get(pid, (role, 0.0))[1]
+    return used
+
+
+def cpu_share(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+              seconds: float) -> dict[str, float]:
+    """Cores used per role between two snapshots (1.0 = one core busy the whole time)."""
+    used = cpu_seconds(before, after)
     return {role: round(v / seconds, 2) for role, v in sorted(used.items())} if seconds > 0 else {}
 
 
@@ -171,6 +211,7 @@ class Stack:
                                 start_new_session=True)
         log.close()                  # the child has its own copy
         self.procs[name] = proc
+        ROOTS.add(proc.pid)
         if ready:
             assert proc.stdout is not None
             line = proc.stdout.readline().decode()
@@ -216,8 +257,13 @@ class Stack:
 
             os.chmod(self.workdir, 0o755)
             self.pg = EmbeddedPostgres(self.workdir / "pg" / "pgdata")
+            self.pg.initialize()
+            with (self.pg.data_dir / "postgresql.auto.conf").open("a") as fh:
+                # Statement statistics for the write-amplification figures (bench only).
+                fh.write("shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n")
             self.pg.start()
             self.admin_url = str(self.pg.url)
+            ROOTS.add(int((self.pg.data_dir / "postmaster.pid").read_text().split()[0]))
         conn = await asyncpg.connect(self.admin_url)
         try:
             await conn.execute(f'CREATE DATABASE "{self.db_name}"')
@@ -336,10 +382,72 @@ async def ingest_phase(stack: Stack, pool: asyncpg.Pool, key: str, batch: bool, 
     return accepted
 
 
+WRITE_TABLES = ("tasks", "events", "delivery_attempts", "delivery_rollups")
+
+
+async def write_stats(pool: asyncpg.Pool) -> dict[str, Any]:
+    """What Postgres has written so far: the WAL position, and per hot table the tuples inserted and
+    updated (HOT or not) and the bytes of its indexes (attempt partitions summed into their parent)."""
+    lsn = await pool.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+    tables: dict[str, dict[str, int]] = {}
+    for _ in range(15):    # backends report table counters with a delay: read until they settle
+        await asyncio.sleep(1.0)
+        seen = await _table_counters(pool)
+        if seen == tables:
+            break
+        tables = seen
+    return {"walBytes": int(lsn), "tables": tables}
+
+
+async def _table_counters(pool: asyncpg.Pool) -> dict[str, dict[str, int]]:
+    rows = await pool.fetch(
+        "SELECT CASE WHEN s.relname LIKE 'delivery_attempts%' THEN 'delivery_attempts' ELSE s.relname END AS t,"
+        " sum(s.n_tup_ins) AS ins, sum(s.n_tup_upd) AS upd, sum(s.n_tup_hot_upd) AS hot,"
+        " sum(pg_indexes_size(s.relid)) AS idx, sum(pg_relation_size(s.relid)) AS heap"
+        " FROM pg_stat_user_tables s GROUP BY 1")
+    return {r["t"]: {k: int(r[k] or 0) for k in ("ins", "upd", "hot", "idx", "heap")}
+            for r in rows if r["t"] in WRITE_TABLES}
+
+
+async def statements(pool: asyncpg.Pool, reset: bool = False) -> list[dict[str, Any]]:
+    """pg_stat_statements' heaviest statements (empty when the extension is not loaded)."""
+    try:
+        await pool.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            await pool.execute("SELECT pg_stat_statements_reset()")
+            return []
+        rows = await pool.fetch(
+            "SELECT calls, rows, round(total_exec_time::numeric, 1) AS ms, wal_bytes, wal_fpi,"
+            " shared_blks_dirtied AS dirtied, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY total_exec_time DESC LIMIT 12")
+    except asyncpg.PostgresError:
+        return []
+    return [{k: (int(v) if k == "wal_bytes" else float(v) if k == "ms" else v) for k, v in dict(r).items()}
+            for r in rows]
+
+
+def amplification(before: dict[str, Any], after: dict[str, Any], delivered: int) -> dict[str, Any]:
+    """Write amplification of the drain per delivered event."""
+    per = max(delivered, 1)
+    out: dict[str, Any] = {"walBytesPerDelivered": round((after["walBytes"] - before["walBytes"]) / per, 1)}
+    for t, a in after["tables"].items():
+        b = before["tables"].get(t, {"ins": 0, "upd": 0, "hot": 0, "idx": 0, "heap": 0})
+        upd, hot = a["upd"] - b["upd"], a["hot"] - b["hot"]
+        out[t] = {"insertsPerDelivered": round((a["ins"] - b["ins"]) / per, 2),
+                  "updatesPerDelivered": round(upd / per, 2), "hotUpdatesPerDelivered": round(hot / per, 2),
+                  "nonHotUpdatesPerDelivered": round((upd - hot) / per, 2),
+                  "indexBytesPerDelivered": round((a["idx"] - b["idx"]) / per, 1),
+                  "heapBytesPerDelivered": round((a["heap"] - b["heap"]) / per, 1)}
+    return out
+
+
 async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: dict[str, Any]) -> None:
     a = stack.args
     stack.sink_stats(reset=True)
     say(f"engine: {a.engines} process(es) of {a.shards} shard(s) draining a backlog of {backlog} events")
+    writes0 = await write_stats(pool)
+    await statements(pool, reset=True)
     started = time.time()
     cpu0 = cpu_snapshot()
     stack.start_engine()
@@ -369,8 +477,12 @@ async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: d
         if pending == 0 or time.monotonic() > deadline:
             break
     done = finished_at or time.time()
-    cores = cpu_share(cpu0, cpu_snapshot(), time.time() - started)
+    cpu1 = cpu_snapshot()
+    cores = cpu_share(cpu0, cpu1, time.time() - started)
+    spent = cpu_seconds(cpu0, cpu1)
     say(f"  cores used: {cores}")
+    writes1 = await write_stats(pool)
+    top = await statements(pool)
     sink = stack.sink_stats()
     counts = await task_counts(pool)
     first = sink["first"] or started
@@ -386,7 +498,15 @@ async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: d
                         "middle": [round(k / 1024, 1) for k in mid],
                         "end": [round(k / 1024, 1) for k in rss[-1]["rssKiB"]] if rss else []},
         "timedOut": pending > 0, "coresUsed": cores,
+        # CPU of the API, the shards and Postgres (this run's processes only; the sink and the
+        # harness excluded) per delivered event, from the engine's start to the end of the drain.
+        "cpuUsPerDelivered": {role: round(spent.get(role, 0.0) * 1e6 / max(delivered, 1), 1)
+                              for role in ("shards", "postgres", "api")},
+        "postgresCounted": stack.pg is not None,
     }
+    results["drain"]["cpuUsPerDelivered"]["total"] = round(sum(results["drain"]["cpuUsPerDelivered"].values()), 1)
+    results["writeAmplification"] = amplification(writes0, writes1, delivered)
+    results["statements"] = top
     results["timeline"] = timeline
     results["sinkPerSecond"] = sink["perSecond"]
     row = await pool.fetchrow(
@@ -397,6 +517,11 @@ async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: d
     results["drain"]["attemptDurationMsP50"] = row["d50"]
     say(f"drain: {delivered} delivered in {span:.1f} s = {results['drain']['deliveredPerSec']:,.0f}/s; "
         f"processingOverheadUs p50 {row['p50']} p99 {row['p99']}")
+    say(f"  CPU us per delivered: {results['drain']['cpuUsPerDelivered']}")
+    wa = results["writeAmplification"]
+    say(f"  per delivered: WAL {wa['walBytesPerDelivered']} B; " + "; ".join(
+        f"{t} ins {v['insertsPerDelivered']} upd {v['updatesPerDelivered']} (HOT {v['hotUpdatesPerDelivered']})"
+        f" idx {v['indexBytesPerDelivered']} B" for t, v in wa.items() if isinstance(v, dict)))
 
 
 async def latency_phase(stack: Stack, pool: asyncpg.Pool, key: str, offset: int, results: dict[str, Any]) -> int:
@@ -429,24 +554,28 @@ async def latency_phase(stack: Stack, pool: asyncpg.Pool, key: str, offset: int,
 
 
 async def ceiling_phase(stack: Stack, count: int, results: dict[str, Any]) -> None:
+    """Two clients on the same sink, one after the other: the raw ceiling (a bare asyncio protocol
+    writing prebuilt requests; the machine's limit for this sink) and the aiohttp reference."""
     a = stack.args
-    stack.sink_stats(reset=True)
     per_shard_targets = math.ceil(a.endpoints / a.shards)
     conc = min(a.max_in_flight, per_shard_targets * PER_ENDPOINT)
-    jobs = [(stack.sink_ports, hi - lo, a.payload_bytes, conc) for lo, hi in split(count, a.shards, 1)]
-    say(f"ceiling: {count} bare aiohttp POSTs, {len(jobs)} process(es) x {conc} in flight, no Postgres")
+    for key, fn, what in (("ceiling", clients.raw_ceiling, "raw asyncio-protocol"),
+                          ("aiohttpReference", clients.ceiling, "bare aiohttp")):
+        stack.sink_stats(reset=True)
+        jobs = [(stack.sink_ports, hi - lo, a.payload_bytes, conc) for lo, hi in split(count, a.shards, 1)]
+        say(f"{key}: {count} {what} POSTs, {len(jobs)} process(es) x {conc} in flight, no Postgres")
 
-    async def progress() -> str:
-        return f"  ceiling: sink {stack.sink_stats()['ok']} received"
+        async def progress(key: str = key) -> str:
+            return f"  {key}: sink {stack.sink_stats()['ok']} received"
 
-    cpu0, t0 = cpu_snapshot(), time.time()
-    out = await run_clients(clients.ceiling, jobs, progress)
-    ok, errors, per_s = rate(out)
-    cores = cpu_share(cpu0, cpu_snapshot(), time.time() - t0)
-    say(f"  cores used: {cores}")
-    results["ceiling"] = {"requests": ok, "errors": errors, "perSec": round(per_s, 1), "processes": len(jobs),
-                          "concurrencyPerProcess": conc, "coresUsed": cores}
-    say(f"ceiling: {per_s:,.0f} requests/s")
+        cpu0, t0 = cpu_snapshot(), time.time()
+        out = await run_clients(fn, jobs, progress)
+        ok, errors, per_s = rate(out)
+        cores = cpu_share(cpu0, cpu_snapshot(), time.time() - t0)
+        say(f"  cores used: {cores}")
+        results[key] = {"requests": ok, "errors": errors, "perSec": round(per_s, 1), "processes": len(jobs),
+                        "concurrencyPerProcess": conc, "coresUsed": cores, "client": what}
+        say(f"{key}: {per_s:,.0f} requests/s")
 
 
 async def ledger(pool: asyncpg.Pool, accepted: int, results: dict[str, Any]) -> bool:
@@ -455,15 +584,17 @@ async def ledger(pool: asyncpg.Pool, accepted: int, results: dict[str, Any]) -> 
     attempts = int(await pool.fetchval("SELECT count(*) FROM delivery_attempts"))
     parts = {s: counts.get(s, 0) for s in ("delivered", "failed", "dead", "queued", "delivering")}
     total = sum(parts.values())
-    ok = accepted == total == events
+    # Void unless every accepted event was delivered and every request the sink saw is recorded.
+    ok = accepted == total == events == parts["delivered"]
     sent = results.get("drain", {}).get("sinkRequests", 0) + results.get("latencySinkRequests", 0)
+    ok = ok and attempts == sent
     results["ledger"] = {"accepted": accepted, "events": events, **parts, "sum": total,
                          "attemptsRecorded": attempts, "sinkRequests": sent, "holds": ok}
     say(f"attempts recorded {attempts}, requests the sink received {sent}"
         f"{'' if attempts == sent else ' (differ: see the log)'}")
     say(f"ledger: accepted {accepted} == delivered {parts['delivered']} + failed {parts['failed']} + dead "
-        f"{parts['dead']} + queued {parts['queued']} + delivering {parts['delivering']} = {total}: "
-        f"{'HOLDS' if ok else 'BROKEN - run void'}")
+        f"{parts['dead']} + queued {parts['queued']} + delivering {parts['delivering']} = {total}; "
+        f"delivered == accepted and attempts == sink requests: {'HOLDS' if ok else 'BROKEN - run void'}")
     return ok
 
 
@@ -502,7 +633,10 @@ async def run(args: argparse.Namespace) -> int:
         ceiling_rate = results["ceiling"]["perSec"]
         results["deliveredOverCeiling"] = round(results["drain"]["deliveredPerSec"] / ceiling_rate, 3) \
             if ceiling_rate else None
-        say(f"delivered/s is {results['deliveredOverCeiling']} of the raw ceiling")
+        ref = results["aiohttpReference"]["perSec"]
+        results["deliveredOverAiohttp"] = round(results["drain"]["deliveredPerSec"] / ref, 3) if ref else None
+        say(f"delivered/s is {results['deliveredOverCeiling']} of the raw ceiling, "
+            f"{results['deliveredOverAiohttp']} of the aiohttp reference")
     finally:
         for name in list(stack.procs):
             stack.stop(name, 20)

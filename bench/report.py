@@ -21,10 +21,29 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("delivered events/s (backlog drain, every attempt recorded)", f"{d['deliveredPerSec']:,.0f}"))
     c = r.get("ceiling")
     if c:
-        rows.append((f"raw ceiling: bare aiohttp, {c['processes']} proc x {c['concurrencyPerProcess']} in flight "
-                     "(req/s)", f"{c['perSec']:,.0f}"))
+        rows.append((f"raw ceiling: asyncio protocol, prebuilt requests, {c['processes']} proc x "
+                     f"{c['concurrencyPerProcess']} in flight (req/s)", f"{c['perSec']:,.0f}"))
     if r.get("deliveredOverCeiling") is not None:
-        rows.append(("delivered/s as a fraction of the ceiling", f"{r['deliveredOverCeiling']:.2f}"))
+        rows.append(("delivered/s as a fraction of the raw ceiling", f"{r['deliveredOverCeiling']:.2f}"))
+    ref = r.get("aiohttpReference")
+    if ref:
+        rows.append((f"reference: bare aiohttp client, {ref['processes']} proc x {ref['concurrencyPerProcess']} "
+                     "in flight (req/s)", f"{ref['perSec']:,.0f}"))
+    if r.get("deliveredOverAiohttp") is not None:
+        rows.append(("delivered/s / aiohttp reference", f"{r['deliveredOverAiohttp']:.2f}"))
+    if d and "cpuUsPerDelivered" in d:
+        cpu = d["cpuUsPerDelivered"]
+        rows.append(("CPU us per delivered event: total (shards + Postgres + API)",
+                     f"{cpu['total']} ({cpu['shards']} + {cpu['postgres']} + {cpu['api']})"))
+    wa = r.get("writeAmplification")
+    if wa:
+        rows.append(("WAL bytes per delivered event (drain)", f"{wa['walBytesPerDelivered']:,.0f}"))
+        for t in ("tasks", "events", "delivery_attempts", "delivery_rollups"):
+            v = wa.get(t)
+            if v:
+                rows.append((f"{t} per delivered: inserts / updates (HOT) / index bytes",
+                             f"{v['insertsPerDelivered']} / {v['updatesPerDelivered']} "
+                             f"({v['hotUpdatesPerDelivered']}) / {v['indexBytesPerDelivered']:,.0f}"))
     lat = r.get("latencyMs")
     if lat:
         rows.append(("end-to-end latency p50 / p95 / p99 (ms, accept -> sink)",
@@ -39,16 +58,23 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if led:
         rows.append(("ledger: accepted = delivered + failed + dead + queued + delivering",
                      f"{led['accepted']} = {led['delivered']} + {led['failed']} + {led['dead']} + {led['queued']}"
-                     f" + {led['delivering']} ({'holds' if led['holds'] else 'BROKEN: run void'})"))
-    if led:
+                     f" + {led['delivering']}"))
         rows.append(("attempts recorded / requests the sink received", f"{led['attemptsRecorded']} / "
                      f"{led['sinkRequests']}"))
+        rows.append(("ledger verdict (delivered == accepted, attempts == sink requests)",
+                     "holds" if led["holds"] else "BROKEN: run void"))
     return rows
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [f"`{r['command']}`", "", "| measure | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(r)]
+    top = r.get("statements")
+    if top:
+        lines += ["", "Heaviest statements during the drain (pg_stat_statements):", "",
+                  "| calls | rows | ms | WAL bytes | FPI | statement |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {s['calls']} | {s['rows']} | {s['ms']} | {s['wal_bytes']:,} | {s['wal_fpi']} | "
+                  f"`{s['query'].replace('|', '/')}` |" for s in top]
     return "\n".join(lines) + "\n"
 
 
@@ -66,6 +92,9 @@ def chart(path: Path, r: dict[str, Any]) -> None:
     c = r.get("ceiling")
     if c:
         left.axhline(c["perSec"], color="grey", linestyle="--", label=f"raw ceiling {c['perSec']:,.0f}/s")
+        ref = r.get("aiohttpReference")
+        if ref:
+            left.axhline(ref["perSec"], color="orange", linestyle=":", label=f"aiohttp {ref['perSec']:,.0f}/s")
         left.legend()
     left.set_title("delivered per second (sink receipts, backlog drain)")
     left.set_xlabel("seconds")
