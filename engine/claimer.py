@@ -18,17 +18,20 @@ from collections.abc import Callable
 import asyncpg
 
 from control.crypto import SecretBox
-from control.policy.partitioning import target_key
+from control.policy.partitioning import partition_for, target_key
+from control.signalling import notify_work
 from control.store.queries import q
-from engine.dispatch import ClaimPlan, Dispatcher
+from engine.dispatch import ClaimPlan, Dispatcher, Target
 from engine.endpoint_cache import EndpointCache
 from engine.lease import DB_ERRORS, Lease
 from engine.model import Task, fifo_key
+from engine.policy.spread import helper_partitions, top_up
 from engine.writer import OutcomeWriter
 
 log = logging.getLogger("mittr.engine.claimer")
 ORPHAN_SWEEP_S = 60.0
 DELETED_REASON = "endpoint deleted"
+SPREAD_EVERY_S = 0.25     # hot targets are looked at (and their helpers topped up) at most this often
 
 
 def now_ms() -> int:
@@ -38,7 +41,11 @@ def now_ms() -> int:
 class Claimer:
     def __init__(self, pool: asyncpg.Pool, lease: Lease, dispatcher: Dispatcher, endpoints: EndpointCache,
                  writer: OutcomeWriter, box: SecretBox, *, batch: int, max_buffered: int, horizon_s: float,
-                 scan_interval_s: float, on_claimed: Callable[[], None], stopping: Callable[[], bool]) -> None:
+                 scan_interval_s: float, on_claimed: Callable[[], None], stopping: Callable[[], bool],
+                 partitions: int = 0, ranges: Callable[[], list[tuple[int, int]]] = list,
+                 spread_width: int = 1) -> None:
+        """`partitions`, `ranges` (every shard's range now) and `spread_width` (most shards one hot
+        target is spread over; 1: never) drive hot-target spreading (engine/policy/spread.py)."""
         self.pool, self.lease, self.dispatcher = pool, lease, dispatcher
         self.endpoints, self.writer, self.box = endpoints, writer, box
         self.batch, self.max_buffered = batch, max_buffered
@@ -47,6 +54,9 @@ class Claimer:
         self.wanted = asyncio.Event()
         self.orphans_suspected = False
         self.buried = 0
+        self.partitions, self.ranges, self.spread_width = partitions, ranges, spread_width
+        self.spread_at = 0.0
+        self.moved = 0          # tasks this shard moved to helper partitions
 
     @property
     def held(self) -> int:
@@ -75,6 +85,12 @@ class Claimer:
                     log.warning("orphan sweep failed", extra={"error": str(exc)})
                     continue
             await self.claim_all()
+            if self.spread_width > 1 and time.monotonic() - self.spread_at >= SPREAD_EVERY_S:
+                self.spread_at = time.monotonic()
+                try:
+                    await self.spread_hot()
+                except DB_ERRORS as exc:
+                    log.warning("spreading a hot target failed", extra={"error": str(exc)})
 
     async def claim_all(self) -> None:
         plan = self.dispatcher.claim_plan(self.max_buffered, self.batch, now_ms())
@@ -135,6 +151,10 @@ class Claimer:
             if target is None:
                 target = dispatcher.target(key, endpoint_id)
                 dispatcher.configure(target, cfg, now)
+                if self.partitions:
+                    target.home = partition_for(key, self.partitions)
+            if task.partition != target.home and target.home >= 0 and target.gate is None:
+                dispatcher.share(target, now)    # claimed from a helper partition: the target is spread
             if target.gate is not None and target.cfg is not None:
                 task.fifo_key = fifo_key(target.cfg.fifo_partition_key, task.payload)
             task.client_secret = self.box.open(task.client_secret)
@@ -143,6 +163,33 @@ class Claimer:
             await self.bury(deleted)
         self.on_claimed()
         return len(rows)
+
+    async def spread_hot(self) -> None:
+        """Top up the helper partitions of the hot targets whose home is in this shard's range."""
+        now = now_ms()
+        hot = [(t, cap) for t, cap in self.dispatcher.hot(self.max_buffered, now) if self.lease.owns(t.home)]
+        if not hot:
+            return
+        ranges = self.ranges()
+        for target, cap in hot:
+            helpers = helper_partitions(target.home, ranges, self.spread_width)
+            if helpers:
+                await self._top_up(target, helpers, cap)
+
+    async def _top_up(self, target: Target, helpers: list[int], cap: int) -> None:
+        rows = await self.pool.fetch(q("hot_waiting"), helpers, target.endpoint_id, cap)
+        waiting = {r["partition"]: r["n"] for r in rows}
+        dests = top_up(helpers, [waiting.get(p, 0) for p in helpers], cap)
+        self.dispatcher.share(target, now_ms())
+        if not dests:
+            return
+        lease = self.lease
+        async with self.pool.acquire() as conn, conn.transaction():
+            moved = await conn.fetch(q("spread_tasks"), lease.slot, lease.epoch, target.home, target.endpoint_id,
+                                     self.horizon_s, dests)
+            if moved:
+                await notify_work(conn, {r["partition"] for r in moved})
+        self.moved += len(moved)
 
     async def bury(self, task_ids: list[uuid.UUID]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

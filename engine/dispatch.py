@@ -21,6 +21,7 @@ from engine.model import EndpointConfig, Task
 from engine.policy.admission import hold_cap, in_flight_limit, updated_latency
 from engine.policy.breaker import BreakerState, CircuitBreaker
 from engine.policy.fifo import FifoGate
+from engine.policy.spread import SPREAD_HOLD_MS, SharedRate, is_hot
 from engine.policy.timer_wheel import TimerWheel
 
 Finish = Literal["delivered", "retry", "final"]
@@ -64,6 +65,10 @@ class Target:
     throttled: int = 0                                                   # times the bucket said wait
     flying: dict[uuid.UUID, int] = field(default_factory=dict)          # in flight: task id -> sent at (ms)
     latency_ms: float | None = None                                      # moving average of answers
+    home: int = -1                                                       # partition_for(key); -1: not known
+    spread_until: int = 0                                                # spread (engine/policy/spread.py) until
+    shared: SharedRate | None = None                                     # leased rate while spread
+    throttle_seen: int = 0                                               # `throttled` at the last hot look
 
     @property
     def blocked(self) -> bool:
@@ -105,6 +110,7 @@ class Dispatcher:
         self.buffered = 0
         self.in_flight = 0
         self.starved: list[str] = []                 # targets refused a slot only by the fair share
+        self.token_requests: list[Target] = []        # spread targets whose leased tokens ran out
 
     # -- configuration ------------------------------------------------------------------------------
     def configure(self, target: Target, cfg: EndpointConfig | None, now_ms: int) -> None:
@@ -113,6 +119,11 @@ class Dispatcher:
         if cfg is None:
             return
         now_s = now_ms / 1000
+        if target.shared is not None:
+            if cfg.rate_limit_per_sec <= 0:
+                target.shared = None
+            else:
+                target.shared.lease.set_limit(cfg.rate_limit_per_sec, now_s)
         if cfg.rate_limit_per_sec <= 0:
             target.bucket = None
         elif target.bucket is None:
@@ -239,20 +250,26 @@ class Dispatcher:
                 if target.in_flight < self.max_per_target:
                     self.starved.append(target.key)    # retried when a slot frees up
                 continue
-            bucket = target.bucket
-            if bucket is not None:
-                wait = bucket.wait_time(now_ms / 1000)
-                if wait > 0:
-                    target.throttled += 1
-                    self._wake_later(target, now_ms + max(1, math.ceil(wait * 1000)))
-                    continue
+            bucket, shared = target.bucket, target.shared
+            wait = shared.wait(now_ms / 1000) if shared is not None else \
+                bucket.wait_time(now_ms / 1000) if bucket is not None else 0.0
+            if wait > 0:
+                if shared is None or not (shared.wanted or shared.fetching):
+                    target.throttled += 1    # the rate said wait (not: tokens are being fetched)
+                elif shared.wanted:
+                    shared.wanted, shared.fetching = False, True
+                    self.token_requests.append(target)
+                self._wake_later(target, now_ms + max(1, math.ceil(wait * 1000)))
+                continue
             breaker = target.breaker
             if breaker is not None and not breaker.allow(now_ms):
                 retry = breaker.retry_at_ms()
                 if retry is not None:
                     self._wake_later(target, retry)
                 continue   # open (or probing): nothing is sent and nothing counts against events
-            if bucket is not None:
+            if shared is not None:
+                shared.take(now_ms / 1000)
+            elif bucket is not None:
                 bucket.try_take(now_ms / 1000)
             _, _, task = heapq.heappop(target.ready)
             task.in_flight = True
@@ -329,6 +346,42 @@ class Dispatcher:
             self.wheel.schedule(due_ms, FifoRelease(target.key, task.fifo_key))
         else:
             task.timer = self.wheel.schedule(due_ms, task)
+        self._rotate(target)
+
+    # -- hot targets (engine/policy/spread.py) -------------------------------------------------------------
+    def share(self, target: Target, now_ms: int) -> None:
+        """The target is spread over several shards now (this one spread it, or claimed some of it
+        from a helper partition): while it is, its rate limit is spent from leased tokens."""
+        target.spread_until = now_ms + SPREAD_HOLD_MS
+        cfg = target.cfg
+        if target.shared is None and cfg is not None and cfg.rate_limit_per_sec > 0 and target.endpoint_id:
+            target.shared = SharedRate(cfg.rate_limit_per_sec)
+
+    def hot(self, max_buffered: int, now_ms: int) -> list[tuple[Target, int]]:
+        """Targets worth spreading, with their cap (see `is_hot`); ends the spread of cooled ones."""
+        out: list[tuple[Target, int]] = []
+        for target in self.targets.values():
+            if target.shared is not None and now_ms >= target.spread_until and not target.shared.fetching:
+                target.shared = None          # cooled down: back to this shard's own bucket
+            throttled, target.throttle_seen = target.throttled != target.throttle_seen, target.throttled
+            now_s = now_ms / 1000     # held back by its rate: throttled since the last look, or no token now
+            if target.shared is not None:
+                throttled = throttled or target.shared.lease.refuses(now_s)
+            elif target.bucket is not None:
+                throttled = throttled or target.bucket.wait_time(now_s) > 0
+            cap = self.hold_cap(target, max_buffered, now_ms)
+            breaker = target.breaker
+            if is_hot(fifo=target.gate is not None, blocked=target.blocked,
+                      breaker_closed=breaker is None or breaker.state is BreakerState.CLOSED,
+                      held=len(target.held), cap=cap, throttled=throttled):
+                out.append((target, cap))
+        return out
+
+    def spread(self, now_ms: int) -> list[Target]:
+        """Targets spread over several shards now (their breaker state is shared through Postgres)."""
+        return [t for t in self.targets.values() if t.spread_until > now_ms]
+
+    def wake(self, target: Target) -> None:
         self._rotate(target)
 
     # -- fairness --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import asyncpg
 
 from control.crypto import box_for
 from control.logs import setup_logging
+from control.policy.assignment import assign
 from control.policy.partitioning import shard_ranges
 from control.policy.ssrf import AddressPolicy
 from control.policy.transform import TransformRunner
@@ -186,7 +187,9 @@ class Shard:
         self.claimer = Claimer(self.pool, self.lease, self.dispatcher, self.endpoints, self.writer, self.box,
                                batch=int(eng["claim_batch"]), max_buffered=self.max_buffered,
                                horizon_s=self.horizon_s, scan_interval_s=int(eng["scan_interval_ms"]) / 1000,
-                               on_claimed=self._wake.set, stopping=lambda: self.stopping)
+                               on_claimed=self._wake.set, stopping=lambda: self.stopping,
+                               partitions=partitions, ranges=lambda: self._all_ranges(partitions),
+                               spread_width=int(eng.get("hot_target_shards", 1)))
         log.info("shard started", extra={"shard": self.index, "range": self.lease.slot, "epoch": self.lease.epoch})
         stopping = lambda: self.stopping  # noqa: E731
         workers = [asyncio.create_task(self._guarded(name, fn)) for name, fn in (
@@ -240,6 +243,12 @@ class Shard:
     async def _watch_members(self, held: tuple[int, int]) -> None:
         assert self.membership is not None
         await self.membership.watch(held, self._on_reassigned, lambda: self.stopping)
+
+    def _all_ranges(self, partitions: int) -> list[tuple[int, int]]:
+        """Every shard's range as this shard last saw the members (where hot targets spread to)."""
+        if self.membership is None:
+            return shard_ranges(partitions, self.count)
+        return list(assign(self.membership.members, partitions).values())
 
     def _on_reassigned(self, assigned: tuple[int, int]) -> None:
         """The live members give this shard another range: stop claiming, finish what is in flight
@@ -313,11 +322,12 @@ class Shard:
 
     def _on_endpoint(self, payload: str) -> None:
         ident, _, part = payload.partition(":")
-        if not part.isdigit() or not self.lease.owns(int(part)):
-            return
         try:
             endpoint_id = uuid.UUID(ident)
         except ValueError:
+            return
+        # Ours by its home partition, or held here from a helper partition (a spread hot endpoint).
+        if not (part.isdigit() and self.lease.owns(int(part))) and ident not in self.dispatcher.targets:
             return
         self._spawn(self._refresh_endpoints([endpoint_id]))
 
@@ -369,6 +379,10 @@ class Shard:
                 await self._mark_delivering()
             except DB_ERRORS as exc:
                 log.warning("marking attempts in flight failed", extra={"error": str(exc)})
+            try:
+                await self._share_breakers()
+            except DB_ERRORS as exc:
+                log.warning("reading spread endpoints' breakers failed", extra={"error": str(exc)})
             if time.monotonic() - last_reconcile >= RECONCILE_S or self.endpoints.stale:
                 try:
                     for cfg in await self.endpoints.reconcile():
@@ -376,6 +390,35 @@ class Shard:
                     last_reconcile = time.monotonic()
                 except DB_ERRORS as exc:
                     log.warning("endpoint reconcile failed", extra={"error": str(exc)})
+
+    async def _share_breakers(self) -> None:
+        """A spread endpoint is sent by several shards: a breaker one of them opened (persisted by
+        `_persist_breaker`) opens it here too, so the failing receiver is not hammered by the rest."""
+        spread = {t.endpoint_id: t for t in self.dispatcher.spread(now_ms())
+                  if t.endpoint_id is not None and t.breaker is not None}
+        if not spread:
+            return
+        for row in await self.pool.fetch(q("circuit_states"), list(spread)):
+            target, opened = spread[row["id"]], row["circuit_opened_at"]
+            if row["circuit_state"] == "open" and opened is not None and target.breaker is not None \
+                    and target.breaker.adopt_open(int(opened.timestamp() * 1000)):
+                self.dispatcher.wake(target)
+
+    async def _lease_tokens(self, target: Target) -> None:
+        """Lease a chunk of a spread endpoint's rate from its bucket in Postgres (shared with every
+        shard sending it; keyed by the endpoint's id)."""
+        shared = target.shared
+        if shared is None or target.endpoint_id is None:
+            return
+        try:
+            row = await self.pool.fetchrow(q("rate_bucket_take"), target.endpoint_id, float(shared.rate),
+                                           shared.chunk(), 0)
+            shared.granted(int(row["granted"]), float(row["tokens"]), now_ms() / 1000)
+        except DB_ERRORS as exc:
+            log.warning("leasing a spread endpoint's tokens failed", extra={"error": str(exc)})
+            shared.failed(now_ms() / 1000)
+        self.dispatcher.wake(target)
+        self._wake.set()
 
     async def _mark_delivering(self) -> None:
         cutoff = now_ms() - MARK_DELIVERING_AFTER_MS
@@ -409,6 +452,8 @@ class Shard:
             dispatcher.advance(now)
             for target, task in dispatcher.take(now):
                 self._start(target, task, time.perf_counter_ns())
+            while dispatcher.token_requests:
+                self._spawn(self._lease_tokens(dispatcher.token_requests.pop()))
             nxt = dispatcher.next_due_ms()
             timeout = 1.0 if nxt is None else min(1.0, max(0.0, (nxt - now) / 1000))
             self._wake.clear()

@@ -111,6 +111,19 @@ class CircuitBreaker:
             return True
         return False  # a late failure while already open does not extend the open period
 
+    def adopt_open(self, opened_at_ms: int) -> bool:
+        """Another shard sending the same (spread) endpoint opened its breaker, as Postgres shows:
+        open here too, from that moment, unless this one is already open since then or later.
+        Returns True when the state changed. A half-open probe in flight finishes as usual."""
+        if self._threshold == 0 or self._probing:
+            return False
+        if self._state is BreakerState.OPEN and (self._opened_at_ms or 0) >= opened_at_ms:
+            return False
+        if self._state is BreakerState.CLOSED or (self._opened_at_ms or 0) < opened_at_ms:
+            self._state, self._opened_at_ms = BreakerState.OPEN, opened_at_ms
+            return True
+        return False
+
     def state_at(self, now_ms: int) -> BreakerState:
         """State as seen at ``now_ms``: OPEN past its reset time reads HALF_OPEN (no side effect)."""
         if self._state is BreakerState.OPEN and self._reset_due(now_ms):

@@ -1,0 +1,42 @@
+-- Hot targets spread over several shards (engine/policy/spread.py).
+
+-- name: hot_waiting
+-- Unclaimed tasks of one target waiting in each helper partition ($1), counted up to $3 each (the
+-- home tops a helper up to its cap, so more need not be counted). $2: the endpoint, NULL for the
+-- direct destinations of that partition.
+SELECT h.p AS partition, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM tasks t
+        WHERE t.partition = h.p AND t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
+          AND (t.endpoint_id = $2::uuid OR ($2::uuid IS NULL AND t.endpoint_id IS NULL))
+        LIMIT $3) w)::int AS n
+FROM unnest($1::int[]) AS h(p);
+
+-- name: spread_tasks
+-- Fenced by the home shard's lease ($1 slot, $2 epoch): move up to cardinality($6) unclaimed due
+-- tasks of the target ($4 endpoint, NULL: the direct destinations) from its home partition ($3) to
+-- helper partitions, the i-th picked task to $6[i]. Locked rows (being claimed) are skipped, and a
+-- claim committed meanwhile leaves the row out (claim_epoch), so no task is both claimed and moved.
+WITH lease AS (
+    SELECT 1 FROM shard_leases WHERE slot = $1 AND epoch = $2 AND expires_at > now()
+), picked AS (
+    SELECT x.id, row_number() OVER () AS n FROM (
+        SELECT t.id FROM tasks t
+        WHERE EXISTS (SELECT 1 FROM lease)
+          AND t.partition = $3 AND t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
+          AND (t.endpoint_id = $4::uuid OR ($4::uuid IS NULL AND t.endpoint_id IS NULL))
+          AND t.next_attempt_at <= now() + make_interval(secs => $5)
+        ORDER BY t.priority, t.next_attempt_at
+        LIMIT cardinality($6::int[])
+        FOR UPDATE OF t SKIP LOCKED
+    ) x
+)
+UPDATE tasks t SET partition = ($6::int[])[picked.n], updated_at = now()
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.partition;
+
+-- name: circuit_states
+-- Breakers of spread endpoints as their shards persisted them (set_circuit_state): one opened by
+-- any shard sending the endpoint opens the others.
+SELECT id, circuit_state, circuit_opened_at FROM endpoints WHERE id = ANY($1::uuid[]);
