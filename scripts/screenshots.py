@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.browser.conftest import CHROMIUM, PASSWORD, OtherOrigin  # noqa: E402
-from tests.support.server import Api, MittrServer  # noqa: E402
+from tests.support.server import Api, MittrServer, free_port  # noqa: E402
 from tests.support.sink import Sink  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -106,9 +106,9 @@ class Shot:
     full_page: bool = False
 
 
-async def settle(page: Any, heading: str) -> None:
+async def settle(page: Any, heading: str, exact: bool = False) -> None:
     """The heading drawn and the network quiet (a page; a FrameLocator has no load state)."""
-    await page.get_by_role("heading", name=heading).wait_for()
+    await page.get_by_role("heading", name=heading, exact=exact).wait_for()
     if hasattr(page, "wait_for_load_state"):
         await page.wait_for_load_state("networkidle")
 
@@ -247,7 +247,7 @@ def dashboard_shot(name: str, path: str | Callable[[dict[str, Any]], str], headi
         return f"{scene.server.url}/dashboard{path(data) if callable(path) else path}"
 
     async def act(scene: Scene, page: Any) -> None:
-        await settle(page, heading)
+        await settle(page, heading, exact=True)
         if after is not None:
             await after(page)
     return Shot(name, url, act, signed_in=True, full_page=full_page)
@@ -264,6 +264,58 @@ async def diffed(page: Any) -> None:
     await page.get_by_text("Changes from v1 to v2").wait_for()
 
 
+async def admin_data(scene: Scene) -> dict[str, Any]:
+    """For the admin pages, in the dashboard user's workspace: a SAML connection (the metadata of a
+    test IdP), a SCIM token, two sub-accounts, one with portal sessions (one revoked)."""
+    from tests.support.saml_idp import SamlIdp
+
+    async def make() -> dict[str, Any]:
+        await dashboard_data(scene)
+        ctx = await signed_in_context(scene)
+        page = ctx.pages[0]
+
+        async def call(method: str, path: str, body: Any = None) -> Any:
+            return await dash_call(scene, page, method, path, body)
+        try:
+            idp = SamlIdp.make(Path(tempfile.mkdtemp(prefix="mittr-shots-idp-")))
+            await call("POST", "/api/v1/sso/saml", {
+                "slug": "okta", "name": "Okta", "metadataXml": idp.metadata(), "emailDomains": ["acme.com"],
+                "requireSso": False, "defaultRole": "editor"})
+            await call("POST", "/api/v1/scim/tokens", {"name": "Okta provisioning"})
+            subs = [await call("POST", "/api/v1/sub-accounts", {"name": name, "subID": sub_id, "metadata": meta})
+                    for name, sub_id, meta in (("Globex Corporation", "cust_globex", {"tier": "enterprise"}),
+                                               ("Initech", "cust_initech", {}))]
+            for n in range(3):
+                minted = await call("POST", f"/api/v1/sub-accounts/{subs[0]['id']}/sessions",
+                                    {"returnURL": "https://app.acme.com/integrations", "ttlSeconds": 3600})
+                if n == 0:
+                    await call("DELETE", f"/api/v1/sub-accounts/{subs[0]['id']}/sessions/{minted['session']['id']}")
+                elif n == 1:      # opened by the customer: active
+                    await page.goto(minted["url"])
+                    await settle(page, "Endpoints")
+            return {"sub": subs[0]["id"]}
+        finally:
+            await ctx.close()
+    return dict(await scene.once("admin", make))
+
+
+def admin_shot(name: str, path: str | Callable[[dict[str, Any]], str], heading: str, *,
+               full_page: bool = False) -> Shot:
+    """An admin page of the dashboard (admin_data made first)."""
+    async def url(scene: Scene) -> str:
+        data = await admin_data(scene)
+        return f"{scene.server.url}/dashboard{path(data) if callable(path) else path}"
+
+    async def act(scene: Scene, page: Any) -> None:
+        await settle(page, heading, exact=True)
+    return Shot(name, url, act, signed_in=True, full_page=full_page)
+
+
+async def login_drawn(scene: Scene, page: Any) -> None:
+    await settle(page, "Sign in to Mittr")
+    await page.get_by_role("link", name="Sign in with GitHub").wait_for()
+
+
 async def login_page(scene: Scene) -> str:
     return f"{scene.server.url}/dashboard/events"   # not signed in: the login page, then back here
 
@@ -275,7 +327,7 @@ SHOTS: list[Shot] = [
     Shot("portal-events", lambda s: s.portal("#events"), events_view),
     Shot("portal-event", event_url, event_view),
     Shot("portal-expired", lambda s: s.portal(), expired),
-    Shot("dashboard-login", login_page, lambda s, page: settle(page, "Sign in to Mittr")),
+    Shot("dashboard-login", login_page, login_drawn),
     dashboard_shot("dashboard-overview", "/", "Overview", full_page=True, after=live_and_charts),
     dashboard_shot("dashboard-events", "/events", "Delivery attempts"),
     dashboard_shot("dashboard-event", lambda d: f"/events/{d['retried']}", "Payload"),
@@ -285,6 +337,10 @@ SHOTS: list[Shot] = [
     dashboard_shot("dashboard-event-types", "/event-types", "Event types"),
     dashboard_shot("dashboard-alerts", "/alerts", "Alerting"),
     dashboard_shot("dashboard-team", "/team", "Team"),
+    admin_shot("dashboard-sso", "/sso", "SCIM provisioning", full_page=True),
+    admin_shot("dashboard-audit-log", "/audit-log", "Audit log"),
+    admin_shot("dashboard-sub-accounts", "/sub-accounts", "Sub-accounts"),
+    admin_shot("dashboard-sub-account", lambda d: f"/sub-accounts/{d['sub']}", "Portal sessions"),
 ]
 
 
@@ -365,7 +421,13 @@ async def run(names: list[str], cost: bool) -> int:
     conn = await asyncpg.connect(admin_url)
     await conn.execute(f'CREATE DATABASE "{db}"')
     await conn.close()
-    server = MittrServer(database_url(admin_url, db), shards=1)
+    # Two providers for the login page's buttons (never contacted: no one signs in with them here).
+    sso = {f"MITTR_SSO__{p}__{k}": v for p in ("GOOGLE", "GITHUB")
+           for k, v in (("ENABLED", "true"), ("CLIENT_ID", "shots"), ("CLIENT_SECRET", "shots"))}
+    # The address people use, so that the URLs shown (SAML's SP URLs) are the ones a browser reaches.
+    port = free_port()
+    server = MittrServer(database_url(admin_url, db), shards=1, port=port,
+                         env_overrides={**sso, "MITTR_AUTH__PUBLIC_URL": f"http://127.0.0.1:{port}"})
     sink, host = Sink(), OtherOrigin()
     try:
         await server.start()

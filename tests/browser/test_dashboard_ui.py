@@ -477,7 +477,8 @@ async def test_saml_connections_and_scim_tokens_are_managed_from_the_settings_pa
 # ---- the audit log ---------------------------------------------------------------------------------
 
 async def test_the_audit_log_is_filtered_and_paged(server: MittrServer, signed_in: SignUp) -> None:
-    page = (await signed_in()).page
+    user = await signed_in()
+    page = user.page
     project = await _call(page, server, "POST", "/api/v1/projects", {"name": "Audit me"})
     for n in range(52):                      # more than a page (50) of one kind
         await _call(page, server, "PATCH", f"/api/v1/projects/{project['id']}", {"name": f"Audit me {n}"})
@@ -487,6 +488,7 @@ async def test_the_audit_log_is_filtered_and_paged(server: MittrServer, signed_i
     await page.get_by_role("heading", name="Audit log", level=1).wait_for()
     rows = page.locator("#audit-list tbody tr")
     await _expect_text(page, "#audit-list tbody tr:first-child", r"create[\s\S]*api_key")   # newest first
+    await _expect_text(page, "#audit-list tbody tr:first-child", re.escape(user.email) + r"\s+user")
     await _expect_count(rows, 50)
     await page.get_by_role("button", name="Load more").click()
     await _expect_text(page, "#audit-list", "create[\\s\\S]*workspace")                      # the sign-up

@@ -15,8 +15,9 @@ function suggestions(id, items) {
   return h("datalist", { id }, items.map((v) => h("option", { value: v })));
 }
 
-function actor(a) {
-  return [a.label, " ", badge(a.type === "api_key" ? "key" : a.type, "muted")];
+/** Who made the change: a person's address, a key's name, or the system. */
+function actor({ actor: a }) {
+  return h("span", { class: "actor" }, a.label || "—", " ", badge(a.type === "api_key" ? "key" : a.type.replace("_", " "), "muted"));
 }
 
 function change(e) {
@@ -39,7 +40,7 @@ export async function render({ main }) {
     ["Who", actor],
     ["Action", (e) => h("strong", {}, e.action)],
     ["Resource", (e) => e.resource],
-    ["Id", (e) => (e.resourceId ? h("code", { class: "clip", title: e.resourceId }, e.resourceId) : "—")],
+    ["Id", (e) => (e.resourceId ? h("code", { class: "clip narrow", title: e.resourceId }, e.resourceId) : "—")],
     ["From", (e) => e.ip || "—"],
     ["", change]], rows, "No entries match."), into);
   const filters = h("form", { class: "filters", onsubmit: (ev) => {

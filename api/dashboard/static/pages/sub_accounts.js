@@ -89,13 +89,12 @@ async function detail({ main, params }) {
   const sessionsInto = h("div", { id: "portal-sessions" });
   let sp = null;
   sp = pager((cursor) => get(`/api/v1/sub-accounts/${id}/sessions${qs({ limit: 50, cursor })}`), (rows) => table("!Portal sessions", [
-    ["Session", (s) => h("code", {}, s.id.slice(-12))],
     ["Status", (s) => badge(s.status)],
     ["Created", (s) => fmtTime(s.createdAt)],
     ["Opened", (s) => fmtTime(s.exchangedAt)],
     ["Last seen", (s) => fmtTime(s.lastSeenAt)],
     ["Expires", (s) => fmtTime(s.expiresAt)],
-    ["Return URL", (s) => s.returnURL || "—"],
+    ["Return URL", (s) => (s.returnURL ? h("code", { class: "clip narrow", title: s.returnURL }, s.returnURL) : "—")],
     ["", (s) => (s.status === "pending" || s.status === "active" ? button("Revoke", async (ev) => {
       await act(ev.target, () => del(`/api/v1/sub-accounts/${id}/sessions/${s.id}`), "Session revoked");
       await sp.load(true);
