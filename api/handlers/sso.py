@@ -53,9 +53,10 @@ async def providers(request: Request) -> Response:
                        429: "Too many sign-ins started from this address (see Retry-After)",
                        502: "The provider's discovery document could not be fetched"})
 async def sso_login(request: Request) -> Response:
-    await accounts().take_sso_start(_client(request)[0])    # each start stores a state row: per-address limit
-    begun = await sso().begin(route_id(request, "provider"), _query(request, "next"), link_base(request),
-                              request.cookies.get(BROWSER_COOKIE))
+    name = route_id(request, "provider")
+    if name in sso().cfg.providers:      # a start stores a state row: counted per client address (429)
+        await accounts().take_sso_start(_client(request)[0])
+    begun = await sso().begin(name, _query(request, "next"), link_base(request), request.cookies.get(BROWSER_COOKIE))
     secure = "; Secure" if wants_secure(request.scheme, _public_url()) else ""
     cookie = (f"{BROWSER_COOKIE}={begun.browser_token}; Max-Age={begun.max_age_s}; Path=/auth/sso; HttpOnly; "
               f"SameSite=Lax{secure}")

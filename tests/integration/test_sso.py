@@ -487,4 +487,6 @@ async def test_sign_in_starts_are_throttled_per_client_address(module_db_url: st
         assert await pool.fetchval("SELECT count(*) FROM sso_states") == states + 3
         assert await pool.fetchval("SELECT failures FROM login_throttle WHERE key = 'sso-ip:127.0.0.1'") == 4
         assert (await Browser(limited).get("/auth/providers")).status == 200     # the list is not counted
+        assert (await Browser(limited).start("okta")).status == 404               # nor an unknown provider
+        assert await pool.fetchval("SELECT failures FROM login_throttle WHERE key = 'sso-ip:127.0.0.1'") == 4
     await pool.execute("DELETE FROM login_throttle WHERE key LIKE 'sso-ip:%'")
