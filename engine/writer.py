@@ -255,12 +255,22 @@ class OutcomeWriter:
                         # A first try: none of these attempts can be there yet, so COPY is safe.
                         await conn.copy_records_to_table("delivery_attempts", records=records, columns=ATTEMPT_COLUMNS)
                         new = kept
-                    await conn.execute(q("rollup_events"), list({r["event_id"] for r in rows}))
+                    await self._rollup_events(conn, rows)
                     # Analytics rollups, last so that their rows stay locked only until the commit.
                     await rollups.apply(conn, rollups.aggregate(_fact(o) for o in new))
             if releases:
                 await conn.execute(q("release_tasks"), releases, epoch)
         return matched, new
+
+    @staticmethod
+    async def _rollup_events(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        """Events of one task take their task's new state as it is (no read of tasks); the others,
+        fan-out events, are aggregated over their tasks."""
+        rest = await conn.fetchval(q("rollup_single_task_events"), [r["event_id"] for r in rows],
+                                   [r["status"] for r in rows], [r["attempts"] for r in rows],
+                                   [r["delivered_at"] for r in rows])
+        if rest:
+            await conn.execute(q("rollup_events"), rest)
 
     @staticmethod
     async def _record(conn: asyncpg.Connection, outcomes: list[Outcome], epoch: int) -> list[asyncpg.Record]:

@@ -140,7 +140,7 @@ UPDATE tasks t SET status = u.status, attempts = u.attempts, next_attempt_at = u
 FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::bigint[], $6::text[],
             $7::timestamptz[], $9::int[]) AS u(id, status, attempts, next_at, keep_epoch, err, delivered_at, prior)
 WHERE t.id = u.id AND t.claim_epoch = $8 AND t.attempts = u.prior
-RETURNING t.id, t.event_id;
+RETURNING t.id, t.event_id, t.status, t.attempts, t.delivered_at;
 
 -- name: applied_attempts
 -- Which of these attempts are recorded already. A write retried after an ambiguous failure leaves
@@ -176,6 +176,21 @@ FROM (
     GROUP BY event_id
 ) r
 WHERE e.id = r.event_id;
+
+-- name: rollup_single_task_events
+-- The event roll-up without reading tasks back, for events of one task (direct events, typed events
+-- with one subscriber): their status, attempts and delivered_at are their task's, which the writer
+-- has just set (record_outcomes' RETURNING, passed here). Returns the ids that are not such events,
+-- for rollup_events to aggregate.
+WITH u AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[])
+        AS u(event_id, status, attempts, delivered_at)
+), one AS (
+    UPDATE events e SET status = u.status, attempts = u.attempts, delivered_at = u.delivered_at, updated_at = now()
+    FROM u WHERE e.id = u.event_id AND e.task_count = 1
+    RETURNING e.id
+)
+SELECT coalesce(array_agg(DISTINCT u.event_id), '{}') FROM u WHERE u.event_id NOT IN (SELECT id FROM one);
 
 -- name: release_tasks
 UPDATE tasks SET claim_epoch = NULL,
