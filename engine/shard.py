@@ -410,7 +410,7 @@ class Shard:
     async def _share_breakers(self) -> None:
         """A spread endpoint is sent by several shards: a breaker one of them opened (persisted by
         `_persist_breaker`) opens it here too, so the failing receiver is not hammered by the rest."""
-        spread = {t.endpoint_id: t for t in self.dispatcher.spread(now_ms() * 2)
+        spread = {t.endpoint_id: t for t in self.dispatcher.spread(now_ms())
                   if t.endpoint_id is not None and t.breaker is not None}
         if not spread:
             return
