@@ -2,8 +2,9 @@
 
 Every delivery of a target (an endpoint, or a direct destination's origin) is stored in the
 target's home partition, `partition_for(target key)`, so one shard sends all of it. When that shard
-holds its full share of the target (`hold_cap`: about two seconds of sending) and is not held back
-by the target's own rate limit or breaker, the rest of the backlog is more than it can send soon.
+holds at least half its share of the target (`hold_cap`: about two seconds of sending) right after
+a claim and is not held back by the target's own rate limit or breaker, any backlog beyond that is
+more than it can send soon.
 The home shard then moves part of the target's unclaimed backlog to *helper partitions*, one in the
 range of each of up to `width - 1` other shards; those shards claim it there like any other work.
 The home shard keeps the accounting: it alone decides what moves, keeps each helper partition
@@ -57,10 +58,12 @@ def top_up(helpers: Sequence[int], waiting: Sequence[int], cap: int) -> list[int
 
 
 def is_hot(*, fifo: bool, blocked: bool, breaker_closed: bool, held: int, cap: int, throttled: bool) -> bool:
-    """Spread a target when its shard holds all it may of it (so more waits in Postgres) and only
-    the shard's own pace holds it back: not FIFO, not paused, breaker closed, and its rate limit did
-    not make it wait since the last look (spreading a target held back by its rate gains nothing)."""
-    return not fifo and not blocked and breaker_closed and not throttled and held >= cap > 0
+    """Spread a target when its shard holds at least half of all it may of it right after a claim
+    (a second or more of sending: a fast target is already being sent from while the claim's reply
+    comes in) and only the shard's own pace holds it back: not FIFO, not paused, breaker closed, and
+    its rate limit did not make it wait since the last look (spreading a target held back by its
+    rate gains nothing). Whether more waits in Postgres is for the move itself to find out."""
+    return not fifo and not blocked and breaker_closed and not throttled and cap > 0 and 2 * held >= cap
 
 
 class SharedRate:

@@ -69,7 +69,7 @@ def test_top_up_fills_each_helper_to_its_cap_interleaved(helpers: list[int], dat
 def test_hot_only_when_the_shard_is_the_limit(fifo: bool, blocked: bool, closed: bool, held: int, cap: int,
                                               throttled: bool) -> None:
     hot = is_hot(fifo=fifo, blocked=blocked, breaker_closed=closed, held=held, cap=cap, throttled=throttled)
-    assert hot == (not fifo and not blocked and closed and not throttled and cap > 0 and held >= cap)
+    assert hot == (not fifo and not blocked and closed and not throttled and cap > 0 and 2 * held >= cap)
 
 
 @settings(max_examples=200, deadline=None)
