@@ -29,7 +29,8 @@ BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "proper
     "slug": {"type": "string", "pattern": SLUG_RE.pattern, "example": "okta",
              "description": "names the connection in its URLs; unique in the workspace"},
     "name": {"type": "string", "maxLength": 200, "example": "Okta"},
-    "metadataXml": {"type": "string", "description": "the IdP's SAML metadata document (one of the three sources)"},
+    "metadataXml": {"type": "string", "minLength": 1,
+                    "description": "the IdP's SAML metadata document (one of the three sources)"},
     "metadataUrl": {"type": "string", "maxLength": 2048, "example": "https://acme.okta.com/app/abc/sso/saml/metadata",
                     "description": "fetched now (and again whenever a PATCH gives it)"},
     "idpEntityId": {"type": "string", "maxLength": 1024, "description": "with ssoUrl and certificates: no metadata"},
@@ -41,6 +42,19 @@ BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "proper
                      "description": "addresses discovered to this IdP; new accounts only in these domains"},
     "requireSso": {"type": "boolean", "description": "members may not log in with a password"},
     "defaultRole": {**_ROLE, "description": "the role of a person the IdP signs in for the first time"}}}
+_SOURCES = ("metadataXml", "metadataUrl", "idpEntityId", "ssoUrl", "certificates")
+
+
+def _only(*fields: str) -> dict[str, Any]:
+    """Exactly these of the IdP's source fields (the API takes one source: XML, a URL, or all three manual)."""
+    others = [f for f in _SOURCES if f not in fields]
+    return {"required": list(fields), "not": {"anyOf": [{"required": [f]} for f in others]}}
+
+
+_ONE_SOURCE = [_only("metadataXml"), _only("metadataUrl"), _only("idpEntityId", "ssoUrl", "certificates")]
+NO_SOURCE: dict[str, Any] = {"not": {"anyOf": [{"required": [f]} for f in _SOURCES]}}
+CREATE_BODY: dict[str, Any] = {**BODY, "required": ["slug"], "oneOf": _ONE_SOURCE}
+PATCH_BODY: dict[str, Any] = {**BODY, "oneOf": [*_ONE_SOURCE, NO_SOURCE]}
 CERT = {"type": "object", "required": ["pem", "sha256", "subject", "notAfter"], "properties": {
     "pem": _STR, "sha256": _STR, "subject": _STR, "notAfter": _STR}}
 CONNECTION = ROUTES.component("SamlConnection", {
@@ -75,7 +89,7 @@ def saml() -> SamlService:
 # ---- admin API -----------------------------------------------------------------------------------
 
 @ROUTES.add("POST", "/api/v1/sso/saml", "Add a SAML identity provider to the workspace", "sso", "sso:write", 201,
-            body={**BODY, "required": ["slug"]}, response=CONNECTION,
+            body=CREATE_BODY, response=CONNECTION,
             responses={402: "The plan does not include SAML (FEATURE_NOT_IN_PLAN)",
                        409: "The slug is used in this workspace, or a domain by another connection"})
 @authed()
@@ -99,7 +113,7 @@ async def get_connection(request: Request, who: Principal) -> Response:
 
 
 @ROUTES.add("PATCH", "/api/v1/sso/saml/{id}", "Change a SAML identity provider (metadataUrl given: fetched again)",
-            "sso", "sso:write", body=BODY, response=CONNECTION,
+            "sso", "sso:write", body=PATCH_BODY, response=CONNECTION,
             responses={409: "The slug is used in this workspace, or a domain by another connection"})
 @authed()
 async def update_connection(request: Request, who: Principal) -> Response:
