@@ -1,6 +1,6 @@
 """Every route, driven from the route table itself: no key → 401, a key without the scope → 403,
-another tenant's ids → 404 (never 403), malformed JSON → 400. New routes are covered as they are
-declared.
+another tenant's ids → 404 (never 403), malformed JSON → 400, a read-only key refused on every
+write route and let through on every read route. New routes are covered as they are declared.
 
 The module shares one app and database (the app context is process-global, which is why these
 live apart from tests that start an app per test). The refusals change nothing, so they share one
@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from api.routes import Route
+from control.policy.access import FAMILIES
 from control.services.keys import create_client, create_key
 from tests.integration.conftest import Caller, new_workspace
+from tests.integration.test_api_keys import make_key
 from tests.integration.test_security_routes import AUTHED, WITH_BODY, WITH_ID, fill, make_tenant, rid, valid_body
 
 
@@ -64,3 +66,33 @@ async def test_other_tenants_ids_are_404(module_app_client: Caller, module_pool:
     # ...and the owner is answered (the 404 above is about ownership, not a bad path)
     status, _, _ = await app_client.call(route.method, path, body)
     assert status != 404 or route.method == "DELETE", (path, status)
+
+
+# -- a read-only key on every route (write routes refuse it, read routes take it) ------------------------
+
+WRITES = [r for r in AUTHED if r.scope is not None and r.scope.endswith(":write")]
+READS = [r for r in AUTHED if r.scope is not None and r.scope.endswith(":read")]
+
+
+def any_ids(path: str) -> str:
+    return path.replace("{id}", str(uuid.uuid4())).replace("{n}", "1").replace("{name}", "x.y")
+
+
+@pytest.fixture(scope="module")
+async def read_only_key(module_app_client: Caller) -> str:
+    made = await make_key(module_app_client, {"name": "ro", "scopes": [f"{f}:read" for f in FAMILIES]})
+    return str(made["key"])
+
+
+@pytest.mark.parametrize("route", WRITES, ids=rid)
+async def test_a_read_only_key_gets_403_on_every_write_route(module_app_client: Caller, read_only_key: str,
+                                                             route: Route) -> None:
+    status, body, _ = await module_app_client.call(route.method, any_ids(route.path), {} if route.body else None,
+                                                   {"X-Idempotency-Key": "ro"}, key=read_only_key)
+    assert status == 403 and body["code"] == "FORBIDDEN" and route.scope in body["error"], body
+
+
+@pytest.mark.parametrize("route", READS, ids=rid)
+async def test_a_read_only_key_may_read(module_app_client: Caller, read_only_key: str, route: Route) -> None:
+    status, body, _ = await module_app_client.call(route.method, any_ids(route.path), key=read_only_key)
+    assert status not in (401, 403), body
