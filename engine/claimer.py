@@ -32,6 +32,7 @@ log = logging.getLogger("mittr.engine.claimer")
 ORPHAN_SWEEP_S = 60.0
 DELETED_REASON = "endpoint deleted"
 SPREAD_EVERY_S = 0.25     # hot targets are looked at (and their helpers topped up) at most this often
+SCAN_MAX = 20_000         # most unclaimed tasks read to count what waits in a hot target's helpers
 
 
 def now_ms() -> int:
@@ -177,7 +178,8 @@ class Claimer:
                 await self._top_up(target, helpers, cap)
 
     async def _top_up(self, target: Target, helpers: list[int], cap: int) -> None:
-        rows = await self.pool.fetch(q("hot_waiting"), helpers, target.endpoint_id, cap)
+        scan = min(SCAN_MAX, 4 * cap * (len(helpers) + 1))
+        rows = await self.pool.fetch(q("hot_waiting"), helpers, target.endpoint_id, scan)
         waiting = {r["partition"]: r["n"] for r in rows}
         dests = top_up(helpers, [waiting.get(p, 0) for p in helpers], cap)
         self.dispatcher.share(target, now_ms())

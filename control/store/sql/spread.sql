@@ -1,16 +1,19 @@
 -- Hot targets spread over several shards (engine/policy/spread.py).
 
 -- name: hot_waiting
--- Unclaimed tasks of one target waiting in each helper partition ($1), counted up to $3 each (the
--- home tops a helper up to its cap, so more need not be counted). $2: the endpoint, NULL for the
--- direct destinations of that partition.
-SELECT h.p AS partition, (
-    SELECT count(*) FROM (
-        SELECT 1 FROM tasks t
-        WHERE t.partition = h.p AND t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
-          AND (t.endpoint_id = $2::uuid OR ($2::uuid IS NULL AND t.endpoint_id IS NULL))
-        LIMIT $3) w)::int AS n
-FROM unnest($1::int[]) AS h(p);
+-- Unclaimed tasks of one target ($2: the endpoint, NULL for direct destinations) waiting in each
+-- helper partition ($1), among the $3 most urgent unclaimed tasks of all (the claim order's index:
+-- a bounded scan, whatever the backlog; no index finds unclaimed tasks by partition, and adding
+-- one would cost every ingest). Tasks moved to a helper were the most urgent of the home's
+-- backlog, so they are found there while they wait; under a deep backlog of many hot targets the
+-- count can fall short, and a helper is then given more than its share (it delivers it later).
+SELECT w.partition, count(*)::int AS n FROM (
+    SELECT t.partition, t.endpoint_id FROM tasks t
+    WHERE t.status IN ('queued', 'failed') AND t.claim_epoch IS NULL
+    ORDER BY t.priority, t.next_attempt_at
+    LIMIT $3) w
+WHERE w.partition = ANY($1::int[]) AND (w.endpoint_id = $2::uuid OR ($2::uuid IS NULL AND w.endpoint_id IS NULL))
+GROUP BY w.partition;
 
 -- name: spread_tasks
 -- Fenced by the home shard's lease ($1 slot, $2 epoch): move up to cardinality($6) unclaimed due
