@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=64, help="requests in flight per ingest client")
     p.add_argument("--latency-events", type=int, default=2000, help="events of the latency phase")
     p.add_argument("--ceiling-events", type=int, default=0, help="requests of the ceiling (default: backlog)")
+    p.add_argument("--floor-events", type=int, default=-1,
+                   help="single POSTs to the same-stack floor (bare BlackSheep + asyncpg insert) after single "
+                        "ingest (default: --events; 0: skip)")
     p.add_argument("--max-in-flight", type=int, default=512, help="engine.max_in_flight per shard")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed for the drain")
     p.add_argument("--out", default="", help="output folder (default bench-results/<timestamp>)")
@@ -119,7 +122,8 @@ def children_of(pid: int) -> list[int]:
 def _role(cmdline: str, comm: str) -> str | None:
     if comm.startswith("postgres") or "/postgres" in cmdline.split(" ", 1)[0]:
         return "postgres"
-    for needle, role in (("engine.shard", "shards"), ("granian", "api"), ("bench.sink", "sink")):
+    for needle, role in (("engine.shard", "shards"), ("bench.floor", "floor"), ("granian", "api"),
+                         ("bench.sink", "sink")):
         if needle in cmdline:
             return role
     return None
@@ -382,6 +386,47 @@ async def ingest_phase(stack: Stack, pool: asyncpg.Pool, key: str, batch: bool, 
     return accepted
 
 
+async def floor_phase(stack: Stack, key: str, results: dict[str, Any]) -> None:
+    """Single POSTs with the same client, workers and server to a bare BlackSheep + asyncpg app that
+    inserts one row (bench/floor.py): the floor of this stack, of which single ingest is a ratio."""
+    a = stack.args
+    count = a.events if a.floor_events < 0 else a.floor_events
+    if count <= 0:
+        return
+    port = free_port()
+    stack.spawn("floor", [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                          "--port", str(port), "--workers", str(a.workers), "--loop", "uvloop", "--log-level",
+                          "warning", "--no-access-log", "bench.floor:app"])
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the floor app did not start; see floor.log") from None
+            time.sleep(0.2)
+    run = f"floor-{uuid.uuid4().hex[:8]}"
+    jobs = [(f"http://127.0.0.1:{port}", key, run, lo, hi, stack.sink_ports, a.payload_bytes, False, a.concurrency)
+            for lo, hi in split(count, a.clients, 1)]
+    say(f"floor: {count} single POSTs to bare BlackSheep + asyncpg (one insert), {len(jobs)} client processes")
+
+    async def progress() -> str:
+        return "  floor: running"
+
+    cpu0, t0 = cpu_snapshot(), time.time()
+    out = await run_clients(clients.ingest, jobs, progress)
+    accepted, errors, per_s = rate(out)
+    cores = cpu_share(cpu0, cpu_snapshot(), time.time() - t0)
+    stack.stop("floor")
+    say(f"floor: {accepted} accepted, {errors} refused, {per_s:,.0f} requests/s; cores used: {cores}")
+    results["floor"] = {"accepted": accepted, "errors": errors, "perSec": round(per_s, 1), "coresUsed": cores}
+    single = results.get("ingest_single", {}).get("eventsPerSec")
+    if single and per_s:
+        results["singleOverFloor"] = round(single / per_s, 3)
+        say(f"single ingest is {results['singleOverFloor']} of the floor")
+
+
 WRITE_TABLES = ("tasks", "events", "delivery_attempts", "delivery_rollups")
 
 
@@ -455,12 +500,16 @@ async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: d
     timeline: list[dict[str, Any]] = []
     deadline = time.monotonic() + a.timeout
     finished_at = 0.0
+    steady: tuple[dict[int, tuple[str, float]], int] | None = None
     while True:
         # Done is noticed within 0.1 s (a cheap EXISTS on the open-tasks index); the full counts and
         # a progress line come once a second.
         tick = time.monotonic() + 1.0
         while time.monotonic() < tick:
             await asyncio.sleep(0.1)
+            if steady is None and stack.sink_stats()["ok"]:
+                # The shards have started (imports, connections, leases): CPU from here is delivery's.
+                steady = (cpu_snapshot(), (await task_counts(pool)).get("delivered", 0))
             if not await pool.fetchval(OPEN_TASKS):
                 finished_at = time.time()
                 break
@@ -504,6 +553,14 @@ async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: d
                               for role in ("shards", "postgres", "api")},
         "postgresCounted": stack.pg is not None,
     }
+    if steady is not None:
+        # The same from the first delivery on: the shards' start-up (imports, pools) left out.
+        after_first = cpu_seconds(steady[0], cpu1)
+        n = max(delivered - steady[1], 1)
+        results["drain"]["cpuUsPerDeliveredSteady"] = {role: round(after_first.get(role, 0.0) * 1e6 / n, 1)
+                                                       for role in ("shards", "postgres", "api")}
+        results["drain"]["cpuUsPerDeliveredSteady"]["total"] = round(
+            sum(results["drain"]["cpuUsPerDeliveredSteady"].values()), 1)
     results["drain"]["cpuUsPerDelivered"]["total"] = round(sum(results["drain"]["cpuUsPerDelivered"].values()), 1)
     results["writeAmplification"] = amplification(writes0, writes1, delivered)
     results["statements"] = top
@@ -517,7 +574,8 @@ async def drain_phase(stack: Stack, pool: asyncpg.Pool, backlog: int, results: d
     results["drain"]["attemptDurationMsP50"] = row["d50"]
     say(f"drain: {delivered} delivered in {span:.1f} s = {results['drain']['deliveredPerSec']:,.0f}/s; "
         f"processingOverheadUs p50 {row['p50']} p99 {row['p99']}")
-    say(f"  CPU us per delivered: {results['drain']['cpuUsPerDelivered']}")
+    say(f"  CPU us per delivered: {results['drain']['cpuUsPerDelivered']}; from the first delivery on: "
+        f"{results['drain'].get('cpuUsPerDeliveredSteady')}")
     wa = results["writeAmplification"]
     say(f"  per delivered: WAL {wa['walBytesPerDelivered']} B; " + "; ".join(
         f"{t} ins {v['insertsPerDelivered']} upd {v['updatesPerDelivered']} (HOT {v['hotUpdatesPerDelivered']})"
@@ -619,6 +677,8 @@ async def run(args: argparse.Namespace) -> int:
         modes = ("single", "batch") if args.mode == "both" else (args.mode,)
         for mode in modes:
             accepted += await ingest_phase(stack, pool, key, mode == "batch", accepted, results)
+            if mode == "single":
+                await floor_phase(stack, key, results)
         if "ingest_single" in results and "ingest_batch" in results and results["ingest_single"]["eventsPerSec"]:
             results["batchOverSingle"] = round(results["ingest_batch"]["eventsPerSec"]
                                                / results["ingest_single"]["eventsPerSec"], 2)

@@ -14,6 +14,12 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ing = r.get(f"ingest_{mode}")
         if ing:
             rows.append((f"ingest, {mode} POSTs (accepted events/s)", f"{ing['eventsPerSec']:,.0f}"))
+    fl = r.get("floor")
+    if fl:
+        rows.append(("same-stack floor: bare BlackSheep + asyncpg insert, single POSTs (requests/s)",
+                     f"{fl['perSec']:,.0f}"))
+    if "singleOverFloor" in r:
+        rows.append(("single ingest / floor", f"{r['singleOverFloor']:.2f}"))
     if "batchOverSingle" in r:
         rows.append(("batch ingest / single ingest", f"{r['batchOverSingle']}x"))
     d = r.get("drain")
@@ -34,6 +40,10 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if d and "cpuUsPerDelivered" in d:
         cpu = d["cpuUsPerDelivered"]
         rows.append(("CPU us per delivered event: total (shards + Postgres + API)",
+                     f"{cpu['total']} ({cpu['shards']} + {cpu['postgres']} + {cpu['api']})"))
+    if d and "cpuUsPerDeliveredSteady" in d:
+        cpu = d["cpuUsPerDeliveredSteady"]
+        rows.append(("  the same from the first delivery on (shards' start-up left out)",
                      f"{cpu['total']} ({cpu['shards']} + {cpu['postgres']} + {cpu['api']})"))
     wa = r.get("writeAmplification")
     if wa:
