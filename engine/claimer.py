@@ -94,9 +94,7 @@ class Claimer:
                     log.warning("spreading a hot target failed", extra={"error": str(exc)})
 
     async def claim_all(self) -> None:
-        plan = self.dispatcher.claim_plan(self.max_buffered, self.batch, now_ms())
-        if plan.shed:
-            self.writer.release(plan.shed)
+        plan = self._plan()
         steps = [("claim_fifo_tasks", plan)]
         if plan.bounded:
             steps.append(("claim_bounded_tasks", plan))
@@ -114,7 +112,16 @@ class Claimer:
                     return
                 if got < room or query == "claim_bounded_tasks":
                     break
-                plan = self.dispatcher.claim_plan(self.max_buffered, self.batch, now_ms())
+                plan = self._plan()
+
+    def _plan(self) -> ClaimPlan:
+        """The next claim's plan. Making it drops from memory what a target holds beyond twice its
+        cap, so those tasks go back to Postgres here, every time: a plan made between two claims of
+        one round used to leave them claimed and unheld until the orphan sweep (60 s later)."""
+        plan = self.dispatcher.claim_plan(self.max_buffered, self.batch, now_ms())
+        if plan.shed:
+            self.writer.release(plan.shed)
+        return plan
 
     async def release_orphans(self) -> None:
         """Runs between claims (never during one): what this epoch claimed is either in memory or

@@ -67,6 +67,31 @@ async def test_a_hot_endpoint_is_delivered_by_both_shards_once_each(api: Api, se
     assert len(ids) == 3000 and max(ids.values()) == 1        # each event once, whoever sent it
 
 
+async def test_a_hot_direct_destination_is_spread_and_never_stalls(api: Api, server: MittrServer, sink: Sink) -> None:
+    """The locust case: batch ingest to one `destination`. Both shards deliver it, and a shard that
+    claimed more of it than it may hold gives the rest back at once, not after the orphan sweep
+    (60 s): it used to drop them from memory still claimed when it re-planned within a claim round."""
+    url = sink.url + "/direct"
+    status, first = await api.call("POST", "/api/v1/events", {"destination": url, "payload": {"n": 0}},
+                                   {"X-Idempotency-Key": str(uuid.uuid4())})
+    assert status == 201, first
+    await sink.wait_for("/direct", 1)
+    started = time.monotonic()
+    await clone_event(server, first["id"], 2999)
+    got = await sink.wait_for("/direct", 3000, timeout=40)
+    assert time.monotonic() - started < 30
+    ids = Counter(r.headers["X-Mittr-Event-ID"] for r in got)
+    assert len(ids) == 3000 and max(ids.values()) == 1
+    conn = await asyncpg.connect(server.database_url)
+    try:
+        row = await conn.fetchrow("""
+            SELECT count(*) FILTER (WHERE t.partition < $2) AS a, count(*) FILTER (WHERE t.partition >= $2) AS b
+            FROM tasks t JOIN events e ON e.id = t.event_id WHERE e.destination = $1""", url, HALF)
+    finally:
+        await conn.close()
+    assert min(row["a"], row["b"]) > 0, dict(row)
+
+
 async def test_a_spread_endpoint_keeps_its_rate_limit_across_shards(api: Api, server: MittrServer,
                                                                     sink: Sink) -> None:
     # One shard sends at most 4 / 50 ms = 80/s to this receiver; the limit (100/s) is above that, so
