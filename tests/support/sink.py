@@ -21,6 +21,7 @@ class Received:
     body: bytes
     at: float            # time.time() on receipt
     peer_cert: dict[str, object] | None = None   # the client certificate, on a TLS sink that asks for one
+    remote: str | None = None                    # the sender's address
 
 
 # n-th request to a path (1-based) -> status, or (status, headers, seconds to wait before answering)
@@ -67,7 +68,7 @@ class Sink:
         self._bodies.append(body)
         n = self.counts[request.path]
         peer = request.transport.get_extra_info("peercert") if request.transport else None
-        self.received.append(Received(request.path, dict(request.headers), body, time.time(), peer))
+        self.received.append(Received(request.path, dict(request.headers), body, time.time(), peer, request.remote))
         assert self._arrived is not None
         async with self._arrived:
             self._arrived.notify_all()

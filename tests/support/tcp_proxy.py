@@ -16,6 +16,7 @@ class TcpProxy:
     upstream_host: str       # a host name, or the directory of a Unix socket (embedded PostgreSQL)
     upstream_port: int
     port: int = 0
+    bind: str = "127.0.0.1"  # the address to listen on (a network namespace's gateway, for one)
     _server: asyncio.Server | None = None
     _open: set[asyncio.StreamWriter] = field(default_factory=set)
     _flowing: asyncio.Event = field(default_factory=asyncio.Event)
@@ -23,7 +24,7 @@ class TcpProxy:
 
     async def start(self) -> TcpProxy:
         self._flowing.set()
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, self.bind, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -82,14 +83,14 @@ class TcpProxy:
 
 
 
-async def postgres_proxy(url: str) -> tuple[TcpProxy, str]:
-    """A started proxy to the PostgreSQL server of `url` (TCP or Unix socket), and the URL that
-    reaches the same database through it."""
+async def postgres_proxy(url: str, bind: str = "127.0.0.1") -> tuple[TcpProxy, str]:
+    """A started proxy to the PostgreSQL server of `url` (TCP or Unix socket), listening on `bind`,
+    and the URL that reaches the same database through it."""
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     host = query.pop("host", parts.hostname or "127.0.0.1")
     port = int(query.pop("port", parts.port or 5432))
-    proxy = await TcpProxy(host, port).start()
+    proxy = await TcpProxy(host, port, bind=bind).start()
     user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
     rest = "&".join(f"{k}={v}" for k, v in query.items())
-    return proxy, urlunsplit((parts.scheme, f"{user}127.0.0.1:{proxy.port}", parts.path, rest, ""))
+    return proxy, urlunsplit((parts.scheme, f"{user}{bind}:{proxy.port}", parts.path, rest, ""))
