@@ -229,8 +229,8 @@ class Load:
                 await asyncio.sleep(0.1)
 
 
-async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) -> None:
-    c = cluster
+async def make_endpoints(c: Cluster) -> dict[str, int]:
+    """The load's endpoints (plain m0.., FIFO f0..); their partitions by name."""
     for i in range(ENDPOINTS):
         status, body = await c.api.call("POST", "/api/v1/endpoints", {
             "url": f"{c.sink.url}/m{i}", "eventTypes": [f"m.{i}"], "retryBackoffMs": 200, "maxRetries": 10})
@@ -240,8 +240,47 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
             "url": f"{c.sink.url}/f{i}", "eventTypes": [f"f.{i}"], "fifo": True, "retryBackoffMs": 200,
             "maxRetries": 10})
         assert status == 201, body
-    parts = {r["url"].rsplit("/", 1)[1]: r["partition"]
-             for r in await c.db.fetch("SELECT url, partition FROM endpoints")}
+    rows = await c.db.fetch("SELECT url, partition FROM endpoints")
+    return {r["url"].rsplit("/", 1)[1]: r["partition"] for r in rows}
+
+
+async def check_ledger(c: Cluster, ids: list[str], run_s: float, killed_at: float) -> int:
+    """Every accepted event delivered and received; returns the duplicate deliveries (printed, with
+    those before `killed_at`, i.e. during the graceful joins)."""
+    async def undelivered() -> bool:
+        left = await c.db.fetchval("SELECT count(*) FROM events WHERE id = ANY($1::uuid[]) AND status <> 'delivered'",
+                                   [uuid.UUID(i) for i in ids])
+        return bool(left == 0)
+    await until(undelivered, 60, "every accepted event delivered", interval=0.25)
+    seen = Counter(r.headers["X-Mittr-Event-ID"] for r in c.sink.received)
+    assert set(seen) >= set(ids), "every accepted event reached the receiver"
+    duplicates = sum(seen.values()) - len(seen)
+    before_kill = Counter(r.headers["X-Mittr-Event-ID"] for r in c.sink.received if r.at < killed_at)
+    join_dups = sum(before_kill.values()) - len(before_kill)
+    stuck = await c.db.fetchval("SELECT count(*) FROM tasks WHERE status <> 'delivered'")
+    print(f"ledger: {len(ids)} accepted, {len(seen)} delivered, {stuck} not delivered, in {run_s:.1f}s; "
+          f"{duplicates} duplicate deliveries in all ({duplicates * 10000 / len(ids):.1f} per 10,000), "
+          f"{join_dups} of them before the kill (joins: {join_dups * 10000 / max(1, len(before_kill)):.1f} "
+          f"per 10,000 of {len(before_kill)})")
+    assert stuck == 0 and len(set(ids)) == len(ids)
+    return duplicates
+
+
+async def check_fifo(c: Cluster, parts: dict[str, int]) -> None:
+    """FIFO endpoints kept their order across every hand-over and take-over: the first receipt of
+    each event comes in creation order (a re-sent head after a kill repeats, never overtakes)."""
+    for i in range(FIFO_ENDPOINTS):
+        expected = [str(r["event_id"]) for r in await c.db.fetch(
+            "SELECT t.event_id FROM tasks t JOIN endpoints ep ON ep.id = t.endpoint_id WHERE ep.url = $1 "
+            "ORDER BY t.seq", f"{c.sink.url}/f{i}")]
+        first_seen = list(dict.fromkeys(r.headers["X-Mittr-Event-ID"] for r in c.sink.at(f"/f{i}")))
+        assert first_seen == expected, f"FIFO endpoint f{i} (partition {parts[f'f{i}']}) out of order"
+    print(f"FIFO: {FIFO_ENDPOINTS} endpoints in order, partitions {sorted(parts[f'f{i}'] for i in range(4))}")
+
+
+async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) -> None:
+    c = cluster
+    parts = await make_endpoints(c)
 
     load = Load(c.apis)
     loader = asyncio.create_task(load.run())
@@ -306,35 +345,9 @@ async def test_engines_join_share_and_take_over_a_dead_member(cluster: Cluster) 
     load.stopped = True
     await loader
     ids = load.accepted
-    run_s = time.monotonic() - t_start
-
-    async def undelivered() -> bool:
-        left = await c.db.fetchval("SELECT count(*) FROM events WHERE id = ANY($1::uuid[]) AND status <> 'delivered'",
-                                   [uuid.UUID(i) for i in ids])
-        return bool(left == 0)
-    await until(undelivered, 60, "every accepted event delivered", interval=0.25)
-    seen = Counter(r.headers["X-Mittr-Event-ID"] for r in c.sink.received)
-    assert set(seen) >= set(ids), "every accepted event reached the receiver"
-    duplicates = sum(seen.values()) - len(seen)
-    before_kill = Counter(r.headers["X-Mittr-Event-ID"] for r in c.sink.received if r.at < killed_at)
-    join_dups = sum(before_kill.values()) - len(before_kill)
-    stuck = await c.db.fetchval("SELECT count(*) FROM tasks WHERE status <> 'delivered'")
-    print(f"ledger: {len(ids)} accepted, {len(seen)} delivered, {stuck} not delivered, in {run_s:.1f}s; "
-          f"{duplicates} duplicate deliveries in all ({duplicates * 10000 / len(ids):.1f} per 10,000), "
-          f"{join_dups} of them before the kill (joins: {join_dups * 10000 / max(1, len(before_kill)):.1f} "
-          f"per 10,000 of {len(before_kill)})")
-    assert stuck == 0 and len(set(ids)) == len(ids)
+    duplicates = await check_ledger(c, ids, time.monotonic() - t_start, killed_at)
     assert min(load.per_host.values()) > len(ids) // 4, f"both API hosts took events: {load.per_host}"
-
-    # FIFO endpoints kept their order across every hand-over and the take-over: the first receipt
-    # of each event comes in creation order (a re-sent head after the kill repeats, never overtakes).
-    for i in range(FIFO_ENDPOINTS):
-        expected = [str(r["event_id"]) for r in await c.db.fetch(
-            "SELECT t.event_id FROM tasks t JOIN endpoints ep ON ep.id = t.endpoint_id WHERE ep.url = $1 "
-            "ORDER BY t.seq", f"{c.sink.url}/f{i}")]
-        first_seen = list(dict.fromkeys(r.headers["X-Mittr-Event-ID"] for r in c.sink.at(f"/f{i}")))
-        assert first_seen == expected, f"FIFO endpoint f{i} (partition {parts[f'f{i}']}) out of order"
-    print(f"FIFO: {FIFO_ENDPOINTS} endpoints in order, partitions {sorted(parts[f'f{i}'] for i in range(4))}")
+    await check_fifo(c, parts)
     # At most what the killed shard had sent and not yet recorded: its in-flight limit and one writer batch.
     assert duplicates <= MAX_IN_FLIGHT + WRITER_BATCH, duplicates
 
