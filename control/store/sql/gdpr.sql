@@ -123,7 +123,8 @@ SELECT count(pg_notify('mittr_endpoint', p)) FROM unnest($1::text[]) AS p;
 DELETE FROM api_rate_buckets
 WHERE bucket_key = $1
    OR bucket_key IN (SELECT id FROM api_keys WHERE client_id = $1)
-   OR bucket_key IN (SELECT user_id FROM memberships WHERE client_id = $1);
+   OR bucket_key IN (SELECT user_id FROM memberships WHERE client_id = $1)
+   OR bucket_key IN (SELECT id FROM endpoints WHERE client_id = $1);   -- spread hot endpoints' shared rate
 
 -- name: gdpr_erase_sole_members
 -- People who belong to this workspace and to no other, with their failed-login counters (their
