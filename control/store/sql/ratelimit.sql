@@ -1,4 +1,6 @@
--- Shared per-API-key token buckets (api_rate_buckets, migrations 007 and 010).
+-- Shared per-API-key token buckets (api_rate_buckets, migrations 007 and 010). The engine uses the
+-- same buckets, keyed by the endpoint's id, for the rate limit of a hot endpoint spread over several
+-- shards (engine/policy/spread.py).
 
 -- name: rate_bucket_take
 -- Take up to $3 tokens from key $1's bucket, which refills at $2 tokens a second up to $2 (one
