@@ -43,7 +43,7 @@ from control.policy.plans import Catalogue, Plan
 from control.policy.proration import CYCLES, Cycle
 from control.services.account import catalogue
 from control.services.billing_providers import CheckoutStart, RemoteChange, RemoteInvoice, RemoteState
-from control.services.stripe_api import StripeClient, StripeError, object_path
+from control.services.stripe_api import StripeApi, StripeError, answer
 from control.settings import Settings, SettingsError
 from control.store.queries import q
 
@@ -173,8 +173,8 @@ class StripeProvider:
 
     def __init__(self, settings: Settings) -> None:
         self.config = StripeConfig.from_settings(settings, catalogue(settings))
-        self.api = StripeClient(self.config.secret_key, self.config.api_base, self.config.timeout_s,
-                                self.config.max_retries)
+        self.api = StripeApi(self.config.secret_key, self.config.api_base, self.config.timeout_s,
+                             self.config.max_retries)
 
     async def aclose(self) -> None:
         await self.api.close()
@@ -190,9 +190,9 @@ class StripeProvider:
         row = await conn.fetchrow(q("stripe_customer_get"), client_id)
         if row is not None:
             return row
-        made = await self.api.post("/v1/customers", {"description": f"Mittr workspace {client_id}",
-                                                     "metadata": {WORKSPACE_KEY: str(client_id)}},
-                                   idempotency_key=f"mittr-customer-{client_id}")
+        made = await answer(self.api.v1.customers.create_async(
+            {"description": f"Mittr workspace {client_id}", "metadata": {WORKSPACE_KEY: str(client_id)}},
+            {"idempotency_key": f"mittr-customer-{client_id}"}))
         await conn.execute(q("stripe_customer_insert"), client_id, made["id"])
         found: asyncpg.Record = await conn.fetchrow(q("stripe_customer_get"), client_id)
         return found
@@ -271,26 +271,26 @@ class StripeProvider:
         customer = await self.customer(conn, client_id)
         back = self._back(origin)
         glue = "&" if "?" in back else "?"
-        session = await self.api.post("/v1/checkout/sessions", {
+        session = await answer(self.api.v1.checkout.sessions.create_async({
             "mode": "subscription", "customer": customer["customer_id"], "client_reference_id": str(client_id),
             "line_items": [{"price": price, "quantity": 1}],
             "success_url": f"{back}{glue}checkout=success&session_id={{CHECKOUT_SESSION_ID}}",
             "cancel_url": f"{back}{glue}checkout=canceled",
             "metadata": {WORKSPACE_KEY: str(client_id)},
-            "subscription_data": {"metadata": {WORKSPACE_KEY: str(client_id)}}})
+            "subscription_data": {"metadata": {WORKSPACE_KEY: str(client_id)}}}))
         if not isinstance(session.get("url"), str):
             raise StripeError("the Checkout Session has no URL")
         return CheckoutStart(activate_now=False, url=session["url"])
 
     async def portal_url(self, conn: asyncpg.Connection, client_id: uuid.UUID, origin: str, state: str) -> str:
         customer = await self.customer(conn, client_id)
-        session = await self.api.post("/v1/billing_portal/sessions", {"customer": customer["customer_id"],
-                                                                      "return_url": self._back(origin)})
+        session = await answer(self.api.v1.billing_portal.sessions.create_async(
+            {"customer": customer["customer_id"], "return_url": self._back(origin)}))
         return str(session["url"])
 
     async def _release(self, conn: asyncpg.Connection, ids: asyncpg.Record) -> None:
         """Detach the schedule: the subscription stays as it is now, the change it held is dropped."""
-        await self.api.post(object_path("subscription_schedules", ids["schedule_id"]) + "/release")
+        await answer(self.api.v1.subscription_schedules.release_async(ids["schedule_id"]))
         await conn.execute(q("stripe_customer_set_schedule"), ids["client_id"], None)
 
     async def change(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
@@ -303,10 +303,10 @@ class StripeProvider:
         if now:
             # billing_cycle_anchor is an object ({type: now}) since 2026-09-30.endive; the pinned
             # version is later. Pending updates accept it, with items, proration and expand.
-            sub = await self.api.post(object_path("subscriptions", ids["subscription_id"]), {
+            sub = await answer(self.api.v1.subscriptions.update_async(ids["subscription_id"], {
                 "items": [{"id": ids["subscription_item_id"], "price": price}],
                 "proration_behavior": "always_invoice", "billing_cycle_anchor": {"type": "now"},
-                "payment_behavior": "pending_if_incomplete", "expand": ["latest_invoice"]})
+                "payment_behavior": "pending_if_incomplete", "expand": ["latest_invoice"]}))
             await self.remember(conn, client_id, sub)
             latest = sub.get("latest_invoice")
             state = self.state_of(sub)
@@ -314,15 +314,16 @@ class StripeProvider:
             pay_url = latest.get("hosted_invoice_url") if sub.get("pending_update") and isinstance(latest, dict) \
                 else None
             return RemoteChange(state, invoice, pay_url)
-        schedule = await self.api.post("/v1/subscription_schedules", {"from_subscription": ids["subscription_id"]})
+        schedule = await answer(self.api.v1.subscription_schedules.create_async(
+            {"from_subscription": ids["subscription_id"]}))
         phase = (schedule.get("phases") or [{}])[0]
         current = _id(((phase.get("items") or [{}])[0]).get("price")) or ids["price_id"]
-        await self.api.post(object_path("subscription_schedules", schedule["id"]), {
+        await answer(self.api.v1.subscription_schedules.update_async(schedule["id"], {
             "end_behavior": "release", "proration_behavior": "none",
             "phases": [{"items": [{"price": current, "quantity": 1}], "start_date": phase["start_date"],
                         "end_date": phase["end_date"]},
                        {"items": [{"price": price, "quantity": 1}],
-                        "duration": {"interval": INTERVAL[cycle], "interval_count": 1}}]})
+                        "duration": {"interval": INTERVAL[cycle], "interval_count": 1}}]}))
         await conn.execute(q("stripe_customer_set_schedule"), client_id, schedule["id"])
         return RemoteChange(None)
 
@@ -330,8 +331,8 @@ class StripeProvider:
         ids = await self._subscribed(conn, row["client_id"])
         if cancel and ids["schedule_id"] is not None:
             await self._release(conn, ids)
-        sub = await self.api.post(object_path("subscriptions", ids["subscription_id"]),
-                                  {"cancel_at_period_end": cancel})
+        sub = await answer(self.api.v1.subscriptions.update_async(ids["subscription_id"],
+                                                                  {"cancel_at_period_end": cancel}))
         await self.remember(conn, row["client_id"], sub)
         state = self.state_of(sub)
         if state is None:
@@ -348,7 +349,7 @@ class StripeProvider:
     async def sync(self, conn: asyncpg.Connection, client_id: uuid.UUID, sub_id: str) -> RemoteState | None:
         """The subscription as Stripe has it now, its ids remembered; None when it is not the
         workspace's (an older one's late event) or says nothing Mittr can apply."""
-        sub = await self.api.get(object_path("subscriptions", sub_id))
+        sub = await answer(self.api.v1.subscriptions.retrieve_async(sub_id))
         ids = await conn.fetchrow(q("stripe_customer_get"), client_id)
         if ids is not None and ids["subscription_id"] not in (None, sub_id) and sub.get("status") not in ACTIVE:
             return None
@@ -359,7 +360,7 @@ class StripeProvider:
         schedule = _id(sub.get("schedule"))
         if schedule is not None:
             state = replace(state, scheduled=self.scheduled_in(
-                await self.api.get(object_path("subscription_schedules", schedule))))
+                await answer(self.api.v1.subscription_schedules.retrieve_async(schedule))))
         return state
 
     async def client_of(self, conn: asyncpg.Connection, obj: dict[str, Any]) -> uuid.UUID | None:
@@ -431,7 +432,7 @@ async def _handle(billing: BillingService, provider: StripeProvider, conn: async
         if state is not None:
             await billing.apply_remote(conn, client_id, state, "stripe webhook")
         return client_id
-    inv = await provider.api.get(object_path("invoices", str(obj["id"])))
+    inv = await answer(provider.api.v1.invoices.retrieve_async(str(obj["id"])))
     remote = provider.invoice_of(inv, await billing.plan_cycle(conn, client_id))
     if remote is not None:
         await billing.record_invoice(conn, client_id, remote)

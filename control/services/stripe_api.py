@@ -1,38 +1,37 @@
-"""A small asynchronous client of Stripe's REST API, for the billing provider.
+"""Stripe's API for the billing provider, through the official `stripe` SDK's async methods.
 
-Why not the `stripe` package: its default HTTP client is synchronous (requests), which would block
-the API worker's event loop for the length of every call; its async client needs httpx or aiohttp
-wired in through options that change between major versions. The provider makes a handful of
-calls, so this speaks the wire format itself, with the aiohttp the server already uses: form-encoded
-bodies (`items[0][price]=...`), `Authorization: Bearer <key>`, a pinned `Stripe-Version` (so the
-objects read back always have the shape the code was written for, whatever the account's default
-version), an `Idempotency-Key` on every POST (the same one on each retry, so a retried call never
-acts twice), a timeout per attempt, and bounded retries with backoff on what Stripe says may be
-retried: network errors, 409 (an idempotency or lock conflict), 429, 5xx, and whatever carries
-`Stripe-Should-Retry: true` (`false` stops retrying).
+The SDK's default HTTP client is synchronous (requests) and would block the API worker's event loop
+for the length of every call, so the client is built with the SDK's `AIOHTTPClient` (aiohttp is what
+the server already uses; the SDK's httpx client hands httpx a str body, which httpx deprecates) and
+only the `*_async` methods are called. What the SDK does for us, and Mittr relies on:
+
+- `Authorization: Bearer <key>` and a pinned `Stripe-Version` (API_VERSION, the version this SDK
+  release is generated for), so the objects read back always have the shape the code was written
+  for, whatever the account's default version;
+- Stripe's form encoding (`items[0][price]=...`) and escaping of the ids in paths;
+- an `Idempotency-Key` on every POST (a fresh one unless the caller names the operation), the same
+  one on each retry, so a retried call never acts twice;
+- bounded retries (`max_network_retries`) with backoff on what Stripe says may be retried: network
+  errors, 409, 5xx, and whatever carries `Stripe-Should-Retry: true` (`false` stops retrying).
+
+What is Mittr's: a timeout per attempt, answers as plain dicts (the mirror code reads Stripe's JSON
+shapes), and the errors as Mittr's API errors (`answer`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import aiohttp
-import orjson
+import stripe
 
 from control.errors import ApiError
 
-API_VERSION = "2026-10-28.endive"     # the version the stripe SDK in the dev extras is generated for
-MAX_BACKOFF_S = 4.0
+API_VERSION = "2026-10-28.endive"     # pinned: the version stripe 16.x (pyproject) is generated for
 
 log = logging.getLogger("mittr.billing.stripe")
-
-Params = Mapping[str, Any]
 
 
 class StripeError(ApiError):
@@ -49,103 +48,42 @@ class StripeUnavailable(StripeError):
     status, code = 503, "PAYMENT_PROVIDER_UNAVAILABLE"
 
 
-def form_pairs(params: Params, prefix: str = "") -> list[tuple[str, str]]:
-    """Stripe's form encoding: nested objects as `a[b]`, lists as `a[0]`, booleans as true/false;
-    None is left out (Stripe reads an empty string as "unset", which is never meant here)."""
-    out: list[tuple[str, str]] = []
-    for key, value in params.items():
-        name = f"{prefix}[{key}]" if prefix else str(key)
-        if value is None:
-            continue
-        if isinstance(value, Mapping):
-            out += form_pairs(value, name)
-        elif isinstance(value, list | tuple):
-            out += form_pairs({str(i): v for i, v in enumerate(value)}, name)
-        elif isinstance(value, bool):
-            out.append((name, "true" if value else "false"))
-        else:
-            out.append((name, str(value)))
-    return out
+def _unavailable(exc: stripe.StripeError) -> bool:
+    """A failure the SDK would have retried (so it failed on every attempt): unreachable, a 409, a
+    429 or a 5xx, unless Stripe said not to retry it."""
+    if isinstance(exc, stripe.APIConnectionError) or not exc.http_status:
+        return True
+    should_retry = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("stripe-should-retry")
+    if should_retry is not None:
+        return should_retry == "true"
+    return exc.http_status in (409, 429) or exc.http_status >= 500
 
 
-def _retryable(status: int, should_retry: str | None) -> bool:
-    if should_retry == "false":
-        return False
-    return should_retry == "true" or status in (409, 429) or status >= 500
+class StripeApi:
+    """The SDK's client with Mittr's settings (`v1` is the SDK's service tree)."""
 
-
-def _error_message(status: int, body: bytes) -> tuple[str, str | None]:
-    try:
-        err = orjson.loads(body)["error"]
-        return str(err.get("message") or err.get("type") or f"HTTP {status}"), err.get("code")
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        return f"HTTP {status}", None
-
-
-class StripeClient:
-    def __init__(self, secret_key: str, api_base: str, timeout_s: float, max_retries: int,
-                 backoff_s: float = 0.5) -> None:
-        self._key = secret_key
-        self._base = api_base.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._retries = max_retries
-        self._backoff = backoff_s
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+    def __init__(self, secret_key: str, api_base: str, timeout_s: float, max_retries: int) -> None:
+        self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout_s))
+        self.v1 = stripe.StripeClient(secret_key, stripe_version=API_VERSION,
+                                      base_addresses={"api": api_base.rstrip("/")},
+                                      max_network_retries=max_retries, http_client=self._http).v1
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def get(self, path: str, params: Params | None = None) -> dict[str, Any]:
-        query = urlencode(form_pairs(params or {}))
-        return await self._call("GET", path + (f"?{query}" if query else ""), None, None)
-
-    async def post(self, path: str, params: Params | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
-        """POST with an Idempotency-Key: the caller's (a key naming the operation, so that even a
-        repeated request is one action at Stripe) or a fresh one for this call and its retries."""
-        body = urlencode(form_pairs(params or {})).encode()
-        return await self._call("POST", path, body, idempotency_key or f"mittr-{uuid.uuid4()}")
-
-    async def _call(self, method: str, path: str, body: bytes | None, key: str | None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self._key}", "Stripe-Version": API_VERSION,
-                   "User-Agent": "mittr-billing"}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        url = self._base + path
-        failure = "no attempt made"
-        for attempt in range(self._retries + 1):
-            if attempt:
-                delay = min(MAX_BACKOFF_S, self._backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            try:
-                async with self._http().request(method, url, data=body, headers=headers) as resp:
-                    raw = await resp.read()
-                    status, should_retry = resp.status, resp.headers.get("Stripe-Should-Retry")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                log.warning("stripe call failed", extra={"path": path.split("?")[0], "attempt": attempt + 1,
-                                                         "error": failure})
-                continue
-            if 200 <= status < 300:
-                out: dict[str, Any] = orjson.loads(raw)
-                return out
-            message, code = _error_message(status, raw)
-            if not _retryable(status, should_retry):
-                raise StripeError(message, status, code)
-            failure = f"HTTP {status}: {message}"
-            log.warning("stripe call failed", extra={"path": path.split("?")[0], "attempt": attempt + 1,
-                                                     "status": status})
-        raise StripeUnavailable(f"{method} {path.split('?')[0]} failed after {self._retries + 1} attempts ({failure})")
+        await self._http.close_async()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
 
 
-def object_path(kind: str, object_id: str) -> str:
-    """`/v1/<kind>/<id>`, the id escaped (ids come from Stripe, but a path is no place to trust them)."""
-    return f"/v1/{kind}/{quote(object_id, safe='')}"
+async def answer(call: Awaitable[stripe.StripeObject]) -> dict[str, Any]:
+    """Await one SDK call: Stripe's object as a plain dict, or StripeError (502, Stripe refused) /
+    StripeUnavailable (503, it could not be reached or kept failing)."""
+    try:
+        obj = await call
+    except stripe.StripeError as exc:
+        if isinstance(exc, stripe.APIConnectionError):
+            message = "could not be reached"
+        else:
+            message = exc.user_message or (exc.error.type if exc.error else None) or f"HTTP {exc.http_status}"
+        log.warning("stripe call failed", extra={"status": exc.http_status, "error": message})
+        if _unavailable(exc):
+            raise StripeUnavailable(f"{message} (after the retries)", exc.http_status or 0, exc.code) from exc
+        raise StripeError(message, exc.http_status or 0, exc.code) from exc
+    return obj.to_dict()

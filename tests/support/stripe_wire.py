@@ -1,7 +1,8 @@
 """A Stripe API stand-in on 127.0.0.1 that speaks the wire format: it answers each request with a
 recorded body (tests/fixtures/stripe/*.json, Stripe's own object shapes, adjusted per test) and
 records what it was sent (method, path, headers, the form fields as sent), so tests assert the
-requests Mittr makes: Authorization, Stripe-Version, Idempotency-Key and every form field."""
+requests the `stripe` SDK makes for Mittr, on the wire: Authorization, Stripe-Version,
+Idempotency-Key, Content-Type and every form field."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Stripe provider's pure parts: Stripe's form encoding, [billing.stripe] checking, the webhook
+"""The Stripe provider's pure parts: [billing.stripe] checking, the webhook
 signature against the official stripe library's own signing, and reading Stripe's objects
 (tests/fixtures/stripe, Stripe's shapes) into Mittr's rows."""
 
@@ -16,7 +16,6 @@ from control.policy.plans import parse_catalogue
 from control.services.account import check_settings
 from control.services.billing_providers import provider_for
 from control.services.billing_stripe import StripeProvider, verify_signature
-from control.services.stripe_api import form_pairs
 from control.settings import Settings, SettingsError, load_settings
 from tests.integration.plans_support import PLANS
 from tests.support.stripe_wire import fixture, patched
@@ -46,15 +45,6 @@ def provider(tmp_path: Path) -> StripeProvider:
     made = provider_for(settings(tmp_path))
     assert isinstance(made, StripeProvider)
     return made
-
-
-def test_form_encoding_is_stripes() -> None:
-    assert form_pairs({"mode": "subscription", "line_items": [{"price": "price_1", "quantity": 1}],
-                       "metadata": {"a": "b"}, "cancel_at_period_end": False, "expand": ["latest_invoice"],
-                       "skipped": None, "billing_cycle_anchor": {"type": "now"}}) == [
-        ("mode", "subscription"), ("line_items[0][price]", "price_1"), ("line_items[0][quantity]", "1"),
-        ("metadata[a]", "b"), ("cancel_at_period_end", "false"), ("expand[0]", "latest_invoice"),
-        ("billing_cycle_anchor[type]", "now")]
 
 
 def test_the_stripe_table_merges_over_its_defaults_and_secrets_come_from_the_environment(tmp_path: Path) -> None:
