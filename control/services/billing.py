@@ -166,7 +166,10 @@ class BillingService:
         at = now or datetime.now(UTC)
         async with self.pool.acquire() as conn, conn.transaction():
             row = self._need_active(await self._current(conn, who.client_id, at))
-            return proration_json(self._prorate(row, plan, cycle, at), plan, cycle)
+            p = self._prorate(row, plan, cycle, at)
+            if self._remote(row) and p.effective == "now":     # the provider prorates: its numbers
+                p = await self.provider.preview(conn, row, plan, cycle, at)
+            return proration_json(p, plan, cycle)
 
     # -- changes ------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import asyncpg
 
 from control.crypto import PREFIX, CryptoError, SecretBox, box_for
 from control.policy.plans import Plan
-from control.policy.proration import CYCLES, Cycle
+from control.policy.proration import CYCLES, Cycle, Proration
 from control.settings import Settings, SettingsError
 
 PageKind = Literal["checkout", "portal"]
@@ -97,13 +97,17 @@ class BillingProvider(Protocol):
 
     async def portal_url(self, conn: asyncpg.Connection, client_id: uuid.UUID, origin: str, state: str) -> str: ...
 
-    # remote providers only: each makes the change at the provider, or raises (nothing is recorded)
+    # remote providers only: each makes the change at the provider, or raises (nothing is recorded);
+    # preview asks the provider what an immediate change would invoice
     async def change(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
                      now: bool) -> RemoteChange: ...
 
     async def set_cancel(self, conn: asyncpg.Connection, row: asyncpg.Record, cancel: bool) -> RemoteState: ...
 
     async def unschedule(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None: ...
+
+    async def preview(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
+                      at: datetime) -> Proration: ...
 
     async def aclose(self) -> None: ...
 
@@ -162,6 +166,10 @@ class LocalProvider:
 
     async def unschedule(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
         raise NotImplementedError("the local provider changes nothing elsewhere")
+
+    async def preview(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
+                      at: datetime) -> Proration:
+        raise NotImplementedError("the local provider's proration is Mittr's own arithmetic")
 
     async def aclose(self) -> None:
         return None

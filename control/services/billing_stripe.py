@@ -40,7 +40,7 @@ from control.errors import BadRequest, InvalidState, NotFound
 from control.policy.inbound_presets import catalogue as inbound_presets
 from control.policy.inbound_verify import InboundRequest, VerifyError, verify
 from control.policy.plans import Catalogue, Plan
-from control.policy.proration import CYCLES, Cycle
+from control.policy.proration import CYCLES, Cycle, Proration
 from control.services.account import catalogue
 from control.services.billing_providers import CheckoutStart, RemoteChange, RemoteInvoice, RemoteState
 from control.services.stripe_api import StripeApi, StripeError, answer
@@ -263,6 +263,26 @@ class StripeProvider:
                              "paid" if status == "paid" else "void" if status == "void" else "open",
                              plan_id, cycle, _at(start), _at(end), shown, total)
 
+    @staticmethod
+    def proration_of(preview: dict[str, Any], price: str) -> Proration:
+        """preview-update in Stripe's numbers, from its preview of the invoice an upgrade issues
+        (always_invoice, a new period from now): the credit is its unused-time lines plus any
+        customer credit balance it applies, the charge its lines for the new price, due today its
+        `amount_due` (so tax and discounts are in), the carried credit what the invoice leaves on the
+        balance, and the renewal the new price's line (one period at Stripe's price) less that."""
+        lines = (preview.get("lines") or {}).get("data") or []
+        new = [line for line in lines if _line_price(line) == price and not _line_is_proration(line)]
+        if not new:
+            raise StripeError(f"the invoice preview has no line for {price}")
+        amounts = [int(line["amount"]) for line in lines]
+        balance = int(preview.get("starting_balance") or 0)          # negative: credit held
+        credit = -sum(a for a in amounts if a < 0) + max(0, -balance)
+        carried = max(0, -(int(preview["total"]) + balance))
+        renewal = sum(int(line["amount"]) for line in new)
+        period = new[0].get("period") or {}
+        return Proration("now", credit, sum(a for a in amounts if a > 0), int(preview["amount_due"]), carried,
+                         _at(period["start"]), _at(period["end"]), max(renewal - carried, 0))
+
     # -- what the API asks for ---------------------------------------------------------------------
 
     async def checkout(self, conn: asyncpg.Connection, client_id: uuid.UUID, plan: Plan, cycle: Cycle, origin: str,
@@ -343,6 +363,19 @@ class StripeProvider:
         ids = await self._subscribed(conn, row["client_id"])
         if ids["schedule_id"] is not None:
             await self._release(conn, ids)
+
+    async def preview(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
+                      at: datetime) -> Proration:
+        """Stripe's invoice preview of the upgrade `change` makes (same items, proration and anchor),
+        prorated as of `at` (Stripe prorates by the second), changing nothing."""
+        ids = await self._subscribed(conn, row["client_id"])
+        price = self.config.price(plan, cycle)
+        preview = await answer(self.api.v1.invoices.create_preview_async({
+            "customer": ids["customer_id"], "subscription": ids["subscription_id"],
+            "subscription_details": {"items": [{"id": ids["subscription_item_id"], "price": price}],
+                                     "proration_behavior": "always_invoice", "billing_cycle_anchor": {"type": "now"},
+                                     "proration_date": int(at.timestamp())}}))
+        return self.proration_of(preview, price)
 
     # -- what Stripe reports -------------------------------------------------------------------------
 

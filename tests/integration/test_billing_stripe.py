@@ -469,3 +469,38 @@ async def test_the_webhook_is_not_there_without_the_stripe_provider(plans_app: C
     header = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET)
     status, out, _ = await plans_app.call("POST", HOOK, raw=body, headers={"Stripe-Signature": header})
     assert status == 404 and out["code"] == "NOT_FOUND", out
+
+
+async def test_preview_update_is_stripes_invoice_preview(stripe_app: Caller, wire: StripeWire) -> None:
+    api = stripe_app
+    await subscribe(api, wire)
+    preview = fixture("invoice_preview")
+    wire.reply("POST", "/v1/invoices/create_preview", preview)
+    wire.clear()
+    status, out, _ = await api.call("POST", "/api/v1/billing/preview-update", {"planId": "scale"})
+    assert status == 200, out
+    [sent] = wire.sent
+    stripe_headers_ok(sent)
+    at = int(sent.form["subscription_details[proration_date]"])
+    assert sent.path == "/v1/invoices/create_preview" and abs(at - time.time()) < 60
+    assert sent.form == {
+        "customer": CUS, "subscription": SUB, "subscription_details[items][0][id]": SI,
+        "subscription_details[items][0][price]": PRICES[("scale", "monthly")],
+        "subscription_details[proration_behavior]": "always_invoice",
+        "subscription_details[billing_cycle_anchor][type]": "now", "subscription_details[proration_date]": str(at)}
+    new_period = preview["lines"]["data"][1]["period"]
+    assert out == {"planId": "scale", "cycle": "monthly", "effective": "now",
+                   "creditCents": 4737 + 500, "chargeCents": 19900, "dueTodayCents": 14663, "carriedCreditCents": 0,
+                   "periodStart": iso(new_period["start"]), "periodEnd": iso(new_period["end"]),
+                   "nextRenewal": {"at": iso(new_period["end"]), "amountCents": 19900}}, "Stripe's numbers"
+    assert wire.calls("POST", f"/v1/subscriptions/{SUB}") == [], "a preview changes nothing"
+    assert (await api.call("GET", "/api/v1/billing/subscription"))[1]["planId"] == "growth"
+
+    # a downgrade waits for the renewal: nothing is prorated, so nothing is asked of Stripe
+    wire.clear()
+    status, down, _ = await api.call("POST", "/api/v1/billing/preview-update", {"planId": "free"})
+    assert status == 200 and (down["effective"], down["dueTodayCents"]) == ("renewal", 0) and wire.sent == [], down
+
+    wire.reply("POST", "/v1/invoices/create_preview", fixture("error_api"), status=400)
+    status, err, _ = await api.call("POST", "/api/v1/billing/preview-update", {"planId": "scale", "cycle": "annual"})
+    assert status == 502 and err == {"error": "Stripe: An unknown error occurred", "code": "PAYMENT_PROVIDER_ERROR"}

@@ -16,6 +16,7 @@ from control.policy.plans import parse_catalogue
 from control.services.account import check_settings
 from control.services.billing_providers import provider_for
 from control.services.billing_stripe import StripeProvider, verify_signature
+from control.services.stripe_api import StripeError
 from control.settings import Settings, SettingsError, load_settings
 from tests.integration.plans_support import PLANS
 from tests.support.stripe_wire import fixture, patched
@@ -151,3 +152,20 @@ def test_an_invoice_reads_with_lines_that_add_up(provider: StripeProvider) -> No
     unknown = patched(fixture("invoice"), {"lines": {"data": [patched(fixture("invoice")["lines"]["data"][0], {
         "pricing": {"price_details": {"price": "price_unknown"}}})]}})
     assert (provider.invoice_of(unknown, ("free", "monthly")) or inv).plan_id == "free", "the workspace's plan"
+
+
+def test_an_invoice_preview_reads_into_the_proration_breakdown(provider: StripeProvider) -> None:
+    preview, scale = fixture("invoice_preview"), "price_1SZmittrScaleMonth"
+    p = provider.proration_of(preview, scale)
+    charge = preview["lines"]["data"][1]
+    assert (p.effective, p.credit_cents, p.charge_cents, p.due_today_cents, p.carried_cents, p.renewal_cents) == (
+        "now", 4737 + 500, 19900, 14663, 0, 19900)
+    assert (int(p.period_start.timestamp()), int(p.period_end.timestamp())) == (
+        charge["period"]["start"], charge["period"]["end"])
+    # a credit balance larger than the charge: nothing due, the rest carried and taken off the renewal
+    rich = provider.proration_of(patched(preview, {"starting_balance": -20000, "amount_due": 0}), scale)
+    assert (rich.credit_cents, rich.due_today_cents, rich.carried_cents, rich.renewal_cents) == (
+        24737, 0, 20000 - 15163, 19900 - (20000 - 15163))
+    assert rich.credit_cents - rich.charge_cents == rich.carried_cents, "no cent lost"
+    with pytest.raises(StripeError, match="no line for price_1SZmittrScaleYear"):
+        provider.proration_of(preview, "price_1SZmittrScaleYear")
