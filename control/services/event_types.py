@@ -150,29 +150,32 @@ VALIDATORS = ValidatorCache()
 
 
 async def validate_event_payload(db: asyncpg.Connection | asyncpg.Pool, who: Principal, event_type: str | None,
-                                 payload: Any, cache: ValidatorCache = VALIDATORS) -> None:
+                                 payload: Any, cache: ValidatorCache = VALIDATORS) -> tuple[uuid.UUID, int] | None:
     """When `event_type` is registered with a schema in the caller's scope, `payload` must match it.
+    Returns the (event type id, revision) of the schema applied, None when none applies.
 
     One indexed lookup per event; the schema is read and compiled only when its revision is new
     to this worker."""
     if event_type is None:
-        return
+        return None
     ref = await db.fetchrow(q("event_type_schema_ref"), who.client_id, who.project_id, event_type)
     if ref is None:
-        return
+        return None
     key = (ref["id"], ref["revision"])
     validator = cache.get(key)
     if validator is None:
         row = await db.fetchrow(q("event_type_schema"), ref["id"])
         if row is None or row["schema"] is None:     # deleted or cleared in between
-            return
+            return None
         try:
             validator = await off_loop(lambda: compile_schema(row["schema"]))
         except BadRequest as exc:   # stored before a rule was tightened: it applies to no payload
             raise BadRequest(f"eventType: the schema of {event_type!r} is no longer accepted "
                              f"({exc.message}); update the event type") from exc
-        cache.put((ref["id"], row["revision"]), validator)
+        key = (ref["id"], row["revision"])
+        cache.put(key, validator)
     await check_payload(validator, payload, event_type)
+    return key
 
 
 def event_type_json(row: asyncpg.Record) -> dict[str, Any]:

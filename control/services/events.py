@@ -16,7 +16,7 @@ from control.jsonfmt import iso
 from control.policy.partitioning import partition_for, target_key
 from control.policy.ssrf import AddressPolicy
 from control.policy.waiting import EndpointState, PendingTask, waiting
-from control.services.event_types import validate_event_payload
+from control.services.event_types import VALIDATORS, check_payload, validate_event_payload
 from control.services.matching import filters_hold
 from control.services.owned import owned_page, owned_row
 from control.services.principal import Principal
@@ -176,8 +176,42 @@ def event_summary_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+ROUTING_TRIES = 3
+ROUTING_CACHE_SIZE = 10_000
+
+
+@dataclass(slots=True)
+class Routing:
+    """What fan-out and validation read for one (workspace, project, sub-account, event type), and
+    the workspace's routing revision when they were read (migration 029)."""
+
+    rev: int
+    schema: tuple[uuid.UUID, int] | None      # the ValidatorCache key of the schema that applies
+    subscribers: list[asyncpg.Record]
+
+
+class RoutingCache:
+    """Per API worker; bounded (cleared when full: a miss costs three small reads)."""
+
+    def __init__(self, size: int = ROUTING_CACHE_SIZE) -> None:
+        self.size = size
+        self._items: dict[tuple[Any, ...], Routing] = {}
+
+    def get(self, key: tuple[Any, ...]) -> Routing | None:
+        return self._items.get(key)
+
+    def put(self, key: tuple[Any, ...], route: Routing) -> None:
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = route
+
+    def drop(self, key: tuple[Any, ...]) -> None:
+        self._items.pop(key, None)
+
+
 class EventService:
     def __init__(self, pool: asyncpg.Pool, partitions: int, settings: Settings | None = None) -> None:
+        self.routes = RoutingCache()
         self.pool = pool
         self.partitions = partitions
         self.settings = settings
@@ -189,19 +223,41 @@ class EventService:
         await self.signal.flush()
 
     async def _targets(self, conn: asyncpg.Connection, who: Principal, ev: NewEvent,
-                       endpoint_ids: list[uuid.UUID] | None) -> list[tuple[uuid.UUID | None, int, int]]:
-        """(endpoint id, partition, max attempts) per delivery this event makes."""
+                       endpoint_ids: list[uuid.UUID] | None,
+                       rows: list[asyncpg.Record] | None = None) -> list[tuple[uuid.UUID | None, int, int]]:
+        """(endpoint id, partition, max attempts) per delivery this event makes; `rows`: the
+        subscribers when already known (the routing cache)."""
         if ev.destination is not None:
             part = partition_for(target_key(None, ev.destination), self.partitions)
             return [(None, part, ev.max_attempts or DEFAULT_MAX_ATTEMPTS)]
-        if endpoint_ids:
-            rows = await conn.fetch(q("endpoints_by_ids"), who.client_id, who.project_id, endpoint_ids)
-        else:
-            rows = await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type,
-                                    who.sub_account_id)
+        if rows is None:
+            rows = await self._subscribers(conn, who, ev, endpoint_ids)
         keep = await filters_hold([row["filter"] for row in rows], lambda: filter_document(ev))
         return [(row["id"], row["partition"], ev.max_attempts or row["max_retries"])
                 for row, ok in zip(rows, keep, strict=True) if ok]
+
+    @staticmethod
+    async def _subscribers(conn: asyncpg.Connection, who: Principal, ev: NewEvent,
+                           endpoint_ids: list[uuid.UUID] | None) -> list[asyncpg.Record]:
+        if endpoint_ids:
+            return list(await conn.fetch(q("endpoints_by_ids"), who.client_id, who.project_id, endpoint_ids))
+        return list(await conn.fetch(q("subscribed_endpoints"), who.client_id, who.project_id, ev.event_type,
+                                     who.sub_account_id))
+
+    async def _cached_targets(self, conn: asyncpg.Connection, who: Principal, ev: NewEvent,
+                              route: Routing) -> list[tuple[uuid.UUID | None, int, int]] | None:
+        """The deliveries from a cached routing, payload validated; None when its validator is gone
+        or refuses the payload (then the caller reads again)."""
+        if route.schema is not None:
+            validator = VALIDATORS.get(route.schema)
+            if validator is None:
+                return None
+            assert ev.event_type is not None
+            try:
+                await check_payload(validator, ev.payload_obj, ev.event_type)
+            except BadRequest:
+                return None      # only a schema read just now may refuse (this one may be stale)
+        return await self._targets(conn, who, ev, None, route.subscribers)
 
     async def create(self, who: Principal, body: Any, key: str | None) -> dict[str, Any]:
         return await self.ingest(who, parse_event(body, idempotency_key(key), policy=self.policy))
@@ -211,26 +267,47 @@ class EventService:
         """Store a parsed event and its deliveries: to the type's subscribers, or to `endpoint_ids`
         (the caller's endpoints; inbound webhooks name theirs). 409 when the key is taken."""
         event_id = time_ordered_ids(1)[0]
+        # A typed event's schema and subscribers come from this worker's routing cache when the
+        # workspace's routing revision is unchanged, checked by the insert itself: one round trip,
+        # like a direct event (which needs neither). A miss reads the revision first, then the rest.
+        cacheable = ev.event_type is not None and endpoint_ids is None
+        key = (who.client_id, who.project_id, who.sub_account_id, ev.event_type, ev.destination is None)
         async with self.pool.acquire() as conn:
-            # Reads first (schema, subscribers; a direct event needs neither), then one statement
-            # stores everything: a direct event is one round trip, with no BEGIN/COMMIT around it.
-            await validate_event_payload(conn, who, ev.event_type, ev.payload_obj)
-            targets = await self._targets(conn, who, ev, endpoint_ids)
-            status = "queued" if targets else "delivered"
-            max_attempts = ev.max_attempts or (targets[0][2] if len(targets) == 1 else DEFAULT_MAX_ATTEMPTS)
-            with quota_checked():
-                row = await conn.fetchrow(
-                    q("insert_event"), event_id, who.client_id, who.project_id, ev.idempotency_key,
-                    ev.event_type, ev.destination, ev.payload, ev.headers, max_attempts, ev.priority,
-                    ev.delay_seconds, status, len(targets), time_ordered_ids(len(targets)),
-                    [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets], who.sub_account_id)
+            for attempt in range(ROUTING_TRIES):
+                route = self.routes.get(key) if cacheable and attempt == 0 else None
+                targets = await self._cached_targets(conn, who, ev, route) if route is not None else None
+                if targets is None:
+                    rev = await conn.fetchval(q("routing_rev"), who.client_id) if cacheable else None
+                    schema = await validate_event_payload(conn, who, ev.event_type, ev.payload_obj)
+                    rows = None if ev.destination is not None else await self._subscribers(conn, who, ev, endpoint_ids)
+                    targets = await self._targets(conn, who, ev, endpoint_ids, rows)
+                    route = Routing(rev, schema, rows or []) if rev is not None else None
+                    if route is not None:
+                        self.routes.put(key, route)
+                assert targets is not None
+                status = "queued" if targets else "delivered"
+                max_attempts = ev.max_attempts or (targets[0][2] if len(targets) == 1 else DEFAULT_MAX_ATTEMPTS)
+                # The last try, read just now, is not guarded: it stands as a read-then-insert.
+                guard = route.rev if route is not None and attempt < ROUTING_TRIES - 1 else None
+                with quota_checked():
+                    row = await conn.fetchrow(
+                        q("insert_event"), event_id, who.client_id, who.project_id, ev.idempotency_key,
+                        ev.event_type, ev.destination, ev.payload, ev.headers, max_attempts, ev.priority,
+                        ev.delay_seconds, status, len(targets), time_ordered_ids(len(targets)),
+                        [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets],
+                        who.sub_account_id, guard)
+                if row is not None or guard is None:
+                    break
+                if await conn.fetchval(q("routing_rev"), who.client_id) == guard:
+                    break            # refused for another reason (key taken, sub-account deactivated)
+                self.routes.drop(key)
             if row is None:
                 await refuse_if_inactive(conn, who)    # the insert's guard found it deactivated
                 existing = await conn.fetchval(q("event_id_by_key"), who.client_id, ev.idempotency_key,
                                                who.project_id)
                 raise Conflict(f"an event with idempotency key {ev.idempotency_key!r} already exists",
                                extra={"eventId": str(existing)} if existing is not None else None)
-        self.signal.wake(t[1] for t in targets)
+        self.signal.wake(t[1] for t in targets or ())
         return created_json(event_id, ev, max_attempts, status, row["created_at"], who.sub_account_id)
 
     async def _event_row(self, who: Principal, event_id: str) -> asyncpg.Record:

@@ -4,13 +4,16 @@
 -- row back), nothing either when the quota refuses it (mittr_count_usage raises MT402), nothing
 -- when the sub-account is (or is being) deactivated: its row is share-locked here, so a deactivation
 -- either waits for this insert's commit or, committed first, makes the guard find no active row.
+-- Nothing either when $19 (the routing revision the deliveries were worked out under, from the
+-- worker's cache; NULL: read just now) is no longer the workspace's: the caller reads again.
 WITH ev AS (
     INSERT INTO events (id, client_id, project_id, idempotency_key, event_type, destination, payload, headers,
                         max_attempts, priority, delay_seconds, status, task_count, sub_account_id)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $18
-    WHERE $18::uuid IS NULL OR EXISTS (
+    WHERE ($19::bigint IS NULL OR (SELECT c.routing_rev FROM clients c WHERE c.id = $2) = $19)
+      AND ($18::uuid IS NULL OR EXISTS (
         SELECT 1 FROM sub_accounts s WHERE s.id = $18 AND s.client_id = $2 AND s.deactivated_at IS NULL
-        FOR SHARE)
+        FOR SHARE))
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING id, created_at
 ), deliveries AS (
@@ -23,6 +26,10 @@ WITH ev AS (
 )
 SELECT ev.id, ev.created_at, mittr_count_usage($2, 1) AS counted
 FROM ev;
+
+-- name: routing_rev
+-- The workspace's routing revision (migration 029): read before what fan-out and validation read.
+SELECT routing_rev FROM clients WHERE id = $1;
 
 -- name: event_id_by_key
 -- Keys are unique per workspace; the id is named only to a caller who may read the event.
