@@ -17,11 +17,14 @@ payments and issues the invoices. Mittr's subscriptions and invoices rows mirror
   does not let a subscription under a schedule be canceled directly, so canceling drops a
   scheduled change).
 - portal: a Billing Portal session for the workspace's customer.
+- preview-update of an upgrade: Stripe's invoice preview of that very update (`proration_of`), so the
+  breakdown is Stripe's numbers; a change at the renewal prorates nothing and is previewed by Mittr.
 - webhooks (api/handlers/billing_stripe.py): the `Stripe-Signature` is verified by the inbound
   Stripe preset's code (control/policy/inbound_verify.py), each event id is handled once
   (stripe_events, in the same transaction as its effect), and the event only says what changed: the
   subscription or invoice is read back from the API at the pinned version, so events arriving out of
-  order, or twice, or shaped by another API version, all leave the latest state.
+  order, or twice, or shaped by another API version, all leave the latest state. A route of its own
+  rather than a workspace's inbound endpoint: docs/billing-stripe.md says why.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The Stripe billing provider through the real app and database, against a Stripe wire stand-in on
 127.0.0.1 (tests/support/stripe_wire.py) that answers with Stripe's object shapes and records every
-request: checkout -> checkout.session.completed -> active; an upgrade prorated now; a downgrade in a
+request as the stripe SDK sends it: checkout -> checkout.session.completed -> active; preview-update
+from Stripe's invoice preview; an upgrade prorated now; a downgrade in a
 subscription schedule, undone; cancel and resume; invoices from invoice.paid/payment_failed; the
 webhook's signature (made by the official stripe library), its tolerance and replays; retries with
 one Idempotency-Key, and Stripe's refusals passed on."""
