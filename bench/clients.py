@@ -44,7 +44,7 @@ def _event(run: str, seq: int, sink_ports: list[int], size: int) -> dict[str, ob
 
 
 async def _ingest(base: str, key: str, run: str, seqs: range, sink_ports: list[int], size: int, batch: bool,
-                  concurrency: int) -> LoadResult:
+                  concurrency: int, typed: int = 0) -> LoadResult:
     res = LoadResult(0, 0, time.time(), 0.0)
     step = BATCH if batch else 1
     chunks = iter(range(seqs.start, seqs.stop, step))
@@ -59,7 +59,8 @@ async def _ingest(base: str, key: str, run: str, seqs: range, sink_ports: list[i
                 else:
                     ev = _event(run, start, sink_ports, size)
                     path = "/api/v1/events"
-                    body = orjson.dumps({"destination": ev["destination"], "payload": ev["payload"]})
+                    body = orjson.dumps({"eventType": f"bench.t{start % typed}", "payload": ev["payload"]} if typed
+                                        else {"destination": ev["destination"], "payload": ev["payload"]})
                     h = {**headers, "X-Idempotency-Key": str(ev["idempotencyKey"])}
                     evs = [ev]
                 async with session.post(path, data=body, headers=h) as resp:
@@ -75,10 +76,12 @@ async def _ingest(base: str, key: str, run: str, seqs: range, sink_ports: list[i
 
 
 def ingest(base: str, key: str, run: str, start: int, stop: int, sink_ports: list[int], size: int, batch: bool,
-           concurrency: int) -> LoadResult:
+           concurrency: int, typed: int = 0) -> LoadResult:
+    """`typed` > 0: single events carry `eventType` bench.t<seq % typed> instead of a destination
+    (the harness subscribes one endpoint per type)."""
     import uvloop
 
-    return uvloop.run(_ingest(base, key, run, range(start, stop), sink_ports, size, batch, concurrency))
+    return uvloop.run(_ingest(base, key, run, range(start, stop), sink_ports, size, batch, concurrency, typed))
 
 
 async def _ceiling(sink_ports: list[int], count: int, size: int, concurrency: int) -> LoadResult:

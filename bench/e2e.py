@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=64, help="requests in flight per ingest client")
     p.add_argument("--latency-events", type=int, default=2000, help="events of the latency phase")
     p.add_argument("--ceiling-events", type=int, default=0, help="requests of the ceiling (default: backlog)")
+    p.add_argument("--typed", action="store_true",
+                   help="single ingest sends typed events (eventType bench.t<i>, one endpoint subscribed per sink "
+                        "port) instead of direct ones")
     p.add_argument("--floor-events", type=int, default=-1,
                    help="single POSTs to the same-stack floor (bare BlackSheep + asyncpg insert) after single "
                         "ingest (default: --events; 0: skip)")
@@ -328,6 +331,18 @@ class Stack:
             return dict(orjson.loads(resp.read())) if not reset else {}
 
 
+def subscribe(stack: Stack, key: str) -> None:
+    """One endpoint per sink port, subscribed to event type bench.t<i> (for --typed)."""
+    for i, port in enumerate(stack.sink_ports):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{stack.api_port}/api/v1/endpoints", method="POST",
+            data=orjson.dumps({"url": f"http://127.0.0.1:{port}/hook", "eventTypes": [f"bench.t{i}"]}),
+            headers={"X-API-Key": key, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"could not create endpoint {i}: {resp.status}")
+
+
 async def task_counts(pool: asyncpg.Pool) -> dict[str, int]:
     rows = await pool.fetch("SELECT status::text AS status, count(*) AS n FROM tasks GROUP BY 1")
     return {r["status"]: int(r["n"]) for r in rows}
@@ -364,8 +379,9 @@ async def ingest_phase(stack: Stack, pool: asyncpg.Pool, key: str, batch: bool, 
     name = "batch" if batch else "single"
     run = f"bench-{uuid.uuid4().hex[:8]}"
     base = f"http://127.0.0.1:{stack.api_port}"
+    typed = 0 if batch or not a.typed else len(stack.sink_ports)
     jobs = [(base, key, run, offset + lo, offset + hi, stack.sink_ports, a.payload_bytes, batch,
-             max(1, a.concurrency // 4) if batch else a.concurrency)
+             max(1, a.concurrency // 4) if batch else a.concurrency, typed)
             for lo, hi in split(a.events, a.clients, clients.BATCH if batch else 1)]
     say(f"ingest ({name}): {a.events} events, {len(jobs)} client processes")
 
@@ -673,6 +689,8 @@ async def run(args: argparse.Namespace) -> int:
         stack.start_api()
         say(f"API on port {stack.api_port} ({args.workers} workers); sink on {len(stack.sink_ports)} ports")
         pool = await asyncpg.create_pool(stack.db_url, min_size=1, max_size=2)
+        if args.typed:
+            subscribe(stack, key)
         accepted = 0
         modes = ("single", "batch") if args.mode == "both" else (args.mode,)
         for mode in modes:
