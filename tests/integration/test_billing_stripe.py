@@ -459,6 +459,18 @@ async def test_stripe_calls_are_retried_with_one_key_and_refusals_are_passed_on(
     status, now, _ = await api.call("GET", "/api/v1/billing/subscription")
     assert now["planId"] == "growth" and sub["items"]["data"][0]["price"]["id"] == PRICES[("growth", "monthly")]
 
+    # a 429 is retried only when Stripe says so (the SDK's rule); either way it ends in a 503
+    limited = {"error": {"message": "Too many requests", "type": "invalid_request_error", "code": "rate_limit"}}
+    wire.replies.pop(("POST", f"/v1/subscriptions/{SUB}"))
+    wire.reply("POST", f"/v1/subscriptions/{SUB}", limited, status=429)
+    wire.clear()
+    status, out, _ = await api.call("POST", "/api/v1/billing/cancel")
+    assert status == 503 and out["code"] == "PAYMENT_PROVIDER_UNAVAILABLE" and len(wire.sent) == 1, out
+    wire.reply("POST", f"/v1/subscriptions/{SUB}", limited, status=429, headers={"Stripe-Should-Retry": "true"})
+    wire.clear()
+    assert (await api.call("POST", "/api/v1/billing/cancel"))[0] == 503
+    assert len(wire.sent) == 2 and wire.sent[0].headers["Idempotency-Key"] == wire.sent[1].headers["Idempotency-Key"]
+
     await wire.stop()               # Stripe out of reach: 503, nothing changed
     status, out, _ = await api.call("POST", "/api/v1/billing/cancel")
     assert status == 503 and out["code"] == "PAYMENT_PROVIDER_UNAVAILABLE", out
