@@ -46,7 +46,8 @@ app.on_stop += _stop
 async def floor(request: Request) -> Response:
     body = orjson.loads(await request.read() or b"{}")
     event_id = uuid.uuid4()
-    created = await _state["pool"].fetchval(INSERT, event_id, request.get_first_header(b"X-Idempotency-Key"),
+    key = request.get_first_header(b"X-Idempotency-Key")
+    created = await _state["pool"].fetchval(INSERT, event_id, key.decode() if key else None,
                                             orjson.dumps(body.get("payload")))
     return Response(201, content=Content(b"application/json", orjson.dumps(
         {"id": str(event_id), "createdAt": created.isoformat()})))
