@@ -9,7 +9,7 @@ from blacksheep import Application, Content, Request, Response
 from blacksheep.server.routing import Router
 
 import api.handlers  # noqa: F401 - registers every route
-from api.context import ApiContext, ctx, set_ctx
+from api.context import ApiContext, clear_ctx, ctx, set_ctx
 from api.dashboard import PAGES as DASHBOARD_PAGES
 from api.docs_page import DOCS_HTML
 from api.handlers.billing import with_plan_ids
@@ -83,22 +83,33 @@ def create_app(settings: Settings | None = None) -> Application:
     app.exceptions_handlers[ApiError] = on_api_error
     app.exceptions_handlers[Exception] = on_error
 
+    started: list[ApiContext] = []   # this app's own context: in tests several apps share a process
+
     async def start(application: Application) -> None:
         db = settings.database
         pool = await create_pool(settings.database_url, db["pool_min"], db["pool_max"])
-        parts = await partitions_of(pool)
-        await sync_catalogue(pool, catalogue(settings))   # the plans' event quotas, as ingest reads them
-        set_ctx(ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"]),
-                           SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600)))
+        try:
+            parts = await partitions_of(pool)
+            await sync_catalogue(pool, catalogue(settings))   # the plans' event quotas, as ingest reads them
+        except BaseException:
+            await pool.close()          # a failed start leaves no pool reconnecting behind it
+            raise
+        context = ApiContext(settings, pool, parts, KeyAuthenticator(pool), int(settings.api["max_body_bytes"]),
+                             SessionAuthenticator(pool, float(settings.section("auth")["session_ttl_hours"]) * 3600))
+        started.append(context)
+        set_ctx(context)
         ctx().service(GdprService).resume()   # finish erasures a stop or crash interrupted
         ctx().service(AlertingService).start()   # the alert evaluator (one at a time cluster-wide)
         ctx().service(BillingService).start()    # the period rollover (one at a time cluster-wide)
 
     async def stop(application: Application) -> None:
-        current = set_ctx(None)
-        if current is not None:
-            await current.close_services()
-            await current.pool.close()
+        """Close this app's own context, whichever is current (closing the current one instead left a
+        second app's pool open, reconnecting to its dropped database until the process ended)."""
+        while started:
+            context = started.pop()
+            clear_ctx(context)
+            await context.close_services()
+            await context.pool.close()
 
     app.on_start += start
     app.on_stop += stop

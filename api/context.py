@@ -91,6 +91,12 @@ def ctx() -> ApiContext:
     return _CURRENT["ctx"]
 
 
+def clear_ctx(value: ApiContext) -> None:
+    """Forget `value` if it is the current context (another app may have replaced it since)."""
+    if _CURRENT.get("ctx") is value:
+        del _CURRENT["ctx"]
+
+
 def set_ctx(value: ApiContext | None) -> ApiContext | None:
     old = _CURRENT.pop("ctx", None)
     if value is not None:

@@ -40,7 +40,7 @@ def no_leaked_connections(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     leaked = close_leaked(before)
     if leaked:
-        pytest.fail(f"{request.module.__name__} left {leaked} Postgres connection(s) open", pytrace=False)
+        pytest.fail(f"{request.module.__name__} left {leaked} Postgres connection(s) or pool(s) open", pytrace=False)
 
 
 @pytest.fixture(scope="session")
