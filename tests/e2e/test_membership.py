@@ -273,8 +273,15 @@ async def check_fifo(c: Cluster, parts: dict[str, int]) -> None:
         expected = [str(r["event_id"]) for r in await c.db.fetch(
             "SELECT t.event_id FROM tasks t JOIN endpoints ep ON ep.id = t.endpoint_id WHERE ep.url = $1 "
             "ORDER BY t.seq", f"{c.sink.url}/f{i}")]
-        first_seen = list(dict.fromkeys(r.headers["X-Mittr-Event-ID"] for r in c.sink.at(f"/f{i}")))
-        assert first_seen == expected, f"FIFO endpoint f{i} (partition {parts[f'f{i}']}) out of order"
+        got = c.sink.at(f"/f{i}")
+        first_seen = list(dict.fromkeys(r.headers["X-Mittr-Event-ID"] for r in got))
+        if first_seen != expected:
+            at = next(k for k, (x, y) in enumerate(zip(first_seen, expected, strict=False)) if x != y)
+            around = [(r.headers["X-Mittr-Event-ID"][-8:], round(r.at % 1000, 3), r.remote,
+                       r.headers.get("X-Mittr-Attempt")) for r in got
+                      if r.headers["X-Mittr-Event-ID"] in set(expected[max(0, at - 2):at + 3])]
+            raise AssertionError(f"FIFO endpoint f{i} (partition {parts[f'f{i}']}) out of order at {at}: expected "
+                                 f"{[e[-8:] for e in expected[max(0, at - 2):at + 3]]}; receipts {around}")
     print(f"FIFO: {FIFO_ENDPOINTS} endpoints in order, partitions {sorted(parts[f'f{i}'] for i in range(4))}")
 
 
