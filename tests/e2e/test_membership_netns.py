@@ -46,8 +46,8 @@ from tests.support.tcp_proxy import TcpProxy, postgres_proxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-NET = "10.231"                      # host i: gateway 10.231.i.1 (this namespace), address 10.231.i.2
-TAG = f"m{os.getpid() % 100000}"    # names unique per test process (interface names: 15 characters)
+NET = f"10.{200 + os.getpid() % 50}"  # host i: gateway NET.i.1 (this namespace), address NET.i.2
+TAG = f"m{os.getpid() % 100000}"      # names unique per test process (interface names: 15 characters)
 API_PORT = 8080
 
 
@@ -183,10 +183,19 @@ async def netcluster(pg_admin_url: str, template_db: str) -> AsyncIterator[NetCl
 
 async def test_engine_hosts_join_die_partition_and_heal_in_namespaces(netcluster: NetCluster) -> None:
     n = netcluster
-    c, hosts = n.c, n.hosts
-    parts = await make_endpoints(c)
-    load = Load(c.apis)
+    parts = await make_endpoints(n.c)
+    load = Load(n.c.apis)
     loader = asyncio.create_task(load.run())
+    try:
+        await story(n, load, loader, parts)
+    finally:
+        load.stopped = True
+        await asyncio.gather(loader, return_exceptions=True)
+
+
+async def story(n: NetCluster, load: Load, loader: asyncio.Task[None], parts: dict[str, int]) -> None:
+    """Joins, a kill, a partition and its heal under the load; then the ledger."""
+    c, hosts = n.c, n.hosts
     t_start = time.monotonic()
 
     engines = {}
@@ -215,13 +224,19 @@ async def test_engine_hosts_join_die_partition_and_heal_in_namespaces(netcluster
     await asyncio.sleep(1.0)
     hosts[3].heal()
     healed_at = time.time()
+
+    async def holds_again() -> bool:
+        return members[3] in await c.holders()
+    await until(holds_again, 60, "the healed host holding a range again", interval=0.05)
+    leased_at = time.time()
     held = await until(functools.partial(c.balanced, 2), 60, "the healed host taking a share again")
     rejoined_at = time.time()
-    assert members[3] in held
-    print(f"partition healed: host 3 is back with {held[members[3]]} {rejoined_at - healed_at:.2f}s after the heal")
+    print(f"partition healed: host 3 holds a range {leased_at - healed_at:.2f}s after the heal, "
+          f"balanced with {held[members[3]]} after {rejoined_at - healed_at:.2f}s")
     # Fenced while cut off, it sent nothing after the heal until it held a lease again (whatever it
-    # held in memory from before the cut was dropped, not sent).
-    early = [r for r in c.sink.received if r.remote == hosts[3].address and healed_at <= r.at < rejoined_at - 0.5]
+    # held in memory from before the cut was dropped, not sent). 0.3 s: the lease poll's interval
+    # and the receiver's clock against the database's.
+    early = [r for r in c.sink.received if r.remote == hosts[3].address and healed_at <= r.at < leased_at - 0.3]
     assert not early, f"{len(early)} deliveries from the healed host before it held a range"
     await until(functools.partial(c.all_deliver, [members[3]], rejoined_at), 30, "the healed host delivering")
 
