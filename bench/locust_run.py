@@ -14,6 +14,7 @@ import argparse
 import csv
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in reversed(procs):
             stop(proc)
+        shutil.rmtree(work, ignore_errors=True)    # the run's embedded Postgres data
     (out / "summary.json").write_bytes(orjson.dumps({"command": " ".join(["python -m bench.locust_run",
                                                                            *(argv or sys.argv[1:])]),
                                                      "results": results}, option=orjson.OPT_INDENT_2))
