@@ -226,15 +226,16 @@ class EventService:
                        endpoint_ids: list[uuid.UUID] | None,
                        rows: list[asyncpg.Record] | None = None) -> list[tuple[uuid.UUID | None, int, int]]:
         """(endpoint id, partition, max attempts) per delivery this event makes; `rows`: the
-        subscribers when already known (the routing cache)."""
+        subscribers when already known (the routing cache). Sorted by endpoint: the insert locks
+        FIFO endpoints in this order (insert_event), so two ingests never wait on each other in a cycle."""
         if ev.destination is not None:
             part = partition_for(target_key(None, ev.destination), self.partitions)
             return [(None, part, ev.max_attempts or DEFAULT_MAX_ATTEMPTS)]
         if rows is None:
             rows = await self._subscribers(conn, who, ev, endpoint_ids)
         keep = await filters_hold([row["filter"] for row in rows], lambda: filter_document(ev))
-        return [(row["id"], row["partition"], ev.max_attempts or row["max_retries"])
-                for row, ok in zip(rows, keep, strict=True) if ok]
+        return sorted(((row["id"], row["partition"], ev.max_attempts or row["max_retries"])
+                       for row, ok in zip(rows, keep, strict=True) if ok), key=lambda t: str(t[0]))
 
     @staticmethod
     async def _subscribers(conn: asyncpg.Connection, who: Principal, ev: NewEvent,

@@ -17,10 +17,18 @@ WITH ev AS (
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING id, created_at
 ), deliveries AS (
+    -- A FIFO endpoint's tasks are delivered in `seq` order, and the engine claims what is committed:
+    -- a seq taken from the sequence by an ingest that commits after a later one's would let the
+    -- later task be claimed and sent first. So the seq of a FIFO endpoint's task is taken under
+    -- that endpoint's row lock (held to commit, released after the insert is visible): per FIFO
+    -- endpoint, seq order is commit order. Callers pass the endpoints sorted (no lock-order deadlock).
     INSERT INTO tasks (id, event_id, client_id, endpoint_id, partition, status, max_attempts, priority,
-                       next_attempt_at, created_at)
+                       next_attempt_at, created_at, seq)
     SELECT u.id, ev.id, $2, u.endpoint_id, u.partition, 'queued', u.max_attempts, $10,
-           ev.created_at + make_interval(secs => $11), ev.created_at
+           ev.created_at + make_interval(secs => $11), ev.created_at,
+           coalesce((SELECT nextval('task_seq') FROM (
+                         SELECT 1 FROM endpoints ep WHERE ep.id = u.endpoint_id AND ep.fifo FOR NO KEY UPDATE) locked),
+                    nextval('task_seq'))
     FROM ev, unnest($14::uuid[], $15::uuid[], $16::int[], $17::int[]) AS u(id, endpoint_id, partition, max_attempts)
     RETURNING 1
 )
