@@ -312,9 +312,14 @@ async def test_every_page_renders_with_labelled_controls_and_works_from_the_keyb
         assert not await page.locator(".form-error:not(:empty)").count(), link
     assert problems == []
     # Keyboard: open a dialog with Enter, its first field has focus, Escape closes it, focus returns.
+    from playwright.async_api import expect
+
     await page.get_by_role("navigation").get_by_role("link", name="Projects", exact=True).click()
+    await page.get_by_role("heading", name="Projects", level=1).wait_for()
+    await page.wait_for_load_state("networkidle")    # the page has rendered: its button is not replaced later
     opener = page.get_by_role("button", name="New project")
     await opener.focus()
+    await expect(opener).to_be_focused()
     await page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="New project")
     await dialog.wait_for()
