@@ -70,7 +70,9 @@ async def test_non_fifo_ingests_do_not_wait_on_each_other(pool: Any) -> None:
         tx = early.transaction()
         await tx.start()
         await _insert(early, client["id"], plain, "early")
-        await _insert(pool, client["id"], plain, "late")     # would hang here if it waited on the first
+        # Would hang here if it waited on the first; the bound turns that into a failure.
+        await asyncio.wait_for(_insert(pool, client["id"], plain, "late"), 10)
+        assert await pool.fetchval("SELECT count(*) FROM events WHERE idempotency_key = 'late'") == 1
         await tx.rollback()
     finally:
         await pool.release(early)

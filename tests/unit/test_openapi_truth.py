@@ -47,7 +47,10 @@ def test_a_documented_url_is_accepted(url: str) -> None:
 @settings(max_examples=30)
 @given(matching(JSONPATH))
 def test_a_documented_jsonpath_compiles(path: str) -> None:
-    compile_path(path)
+    compiled = compile_path(path)
+    assert compiled.expr == path
+    found, _ = compiled.get({})
+    assert found == (not compiled.steps), "only the root path finds something in an empty document"
 
 
 @settings(max_examples=30)
