@@ -31,7 +31,7 @@ from control.services.keys import KeyAuthenticator
 from control.services.plan_limits import sync_catalogue
 from control.services.sessions import SessionAuthenticator
 from control.settings import Settings, load_settings
-from control.store.db import DATABASE_DOWN, create_pool, partitions_of
+from control.store.db import DATABASE_DOWN, close_pool, create_pool, partitions_of
 
 log = logging.getLogger("mittr.api")
 DOCS_PAGE = DOCS_HTML.encode()
@@ -87,7 +87,8 @@ def create_app(settings: Settings | None = None) -> Application:
 
     async def start(application: Application) -> None:
         db = settings.database
-        pool = await create_pool(settings.database_url, db["pool_min"], db["pool_max"])
+        pool = await create_pool(settings.database_url, db["pool_min"], db["pool_max"],
+                                 float(db["idle_in_transaction_timeout_s"]))
         try:
             parts = await partitions_of(pool)
             await sync_catalogue(pool, catalogue(settings))   # the plans' event quotas, as ingest reads them
@@ -109,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Application:
             context = started.pop()
             clear_ctx(context)
             await context.close_services()
-            await context.pool.close()
+            await close_pool(context.pool, 10)
 
     app.on_start += start
     app.on_stop += stop

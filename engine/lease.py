@@ -53,9 +53,10 @@ class Lease:
             sent_at = time.monotonic()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mittr_leases'))")
-                    live = await conn.fetch(q("overlapping_live_leases"), self.slot, self.lo, self.hi)
-                    if not live:
+                    # Try, never wait: a member cut off while holding this lock keeps it until
+                    # PostgreSQL ends its idle transaction; the others just poll again.
+                    locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('mittr_leases'))")
+                    if locked and not await conn.fetch(q("overlapping_live_leases"), self.slot, self.lo, self.hi):
                         await conn.execute(q("drop_overlapping_leases"), self.slot, self.lo, self.hi)
                         epoch = await conn.fetchval(q("acquire_lease"), self.slot, self.lo, self.hi,
                                                     self.owner, self.ttl_s)

@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from control.signalling import (
     parse_release_payload,
     parse_work_payload,
 )
-from control.store.db import create_pool, partitions_of
+from control.store.db import close_pool, create_pool, partitions_of
 from control.store.queries import q
 from engine.claimer import Claimer
 from engine.destinations import Kinds
@@ -80,6 +81,7 @@ MARK_DELIVERING_AFTER_MS = 1000  # an attempt on the wire this long shows as `de
 NOT_THE_RECEIVERS_FAULT = ("blocked", "transform", "cancelled")
 WRITES_FAILING = "outcomes could not be recorded for longer than the lease TTL"
 LEASE_UNRENEWED = "the lease could not be renewed for about its TTL"
+STOP_WAIT_S = 5.0               # each step of a shard's shutdown waits at most this long
 
 
 class LeaseLost(RuntimeError):
@@ -142,7 +144,10 @@ class Shard:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):     # from the start: a stop while waiting is quiet
             loop.add_signal_handler(sig, self._on_signal)
-        self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2))
+        # A transaction left open by a shard cut off mid-way must not outlive its lease: its locks
+        # would stall the range's next owner (and every writer sharing a roll-up row).
+        idle_s = min(float(db["idle_in_transaction_timeout_s"]), float(eng["lease_ttl_s"]) / 2)
+        self.pool = await create_pool(self.settings.database_url, 2, max(4, int(db["pool_max"]) // 2), idle_s)
         partitions = await partitions_of(self.pool)
         if self.member is not None:
             self.membership = Membership(self.pool, self.member, self.count, self.index, partitions,
@@ -153,6 +158,7 @@ class Shard:
         # Slow chores belong to the process, not to a range: they go on across hand-overs.
         chores = asyncio.create_task(self._guarded(
             "housekeeping", lambda: housekeeping(self.pool, self.settings, lambda: self._signalled)))
+        code = 1
         try:
             while True:
                 code = await self._tenure(partitions)
@@ -164,10 +170,10 @@ class Shard:
                 self.dispatcher = self._new_dispatcher()
         finally:
             chores.cancel()
-            await asyncio.gather(chores, return_exceptions=True)
-            await self.kinds.close()
+            await asyncio.wait([chores], timeout=STOP_WAIT_S)
+            await asyncio.wait([asyncio.create_task(self.kinds.close())], timeout=STOP_WAIT_S)
             self.requests.transforms.close()
-            await self.pool.close()
+            await close_pool(self.pool, STOP_WAIT_S if code == 0 else 0)
         log.info("shard stopped", extra={"shard": self.index, "delivered": self.delivered})
         return code
 
@@ -227,10 +233,20 @@ class Shard:
             log.error("lease gone; exiting so the supervisor restarts this shard",
                       extra={"shard": self.index, "reason": str(exc)})
             code = 3
+            exit_by(float(eng["drain_timeout_s"]) + STOP_WAIT_S * 3)
         clean = await self._drain(code == 0)
         for w in workers:
             w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        _, pending = await asyncio.wait(workers, timeout=STOP_WAIT_S)
+        if pending:
+            # Stuck on a connection that went silent (cancelling a query waits for the server):
+            # dropping the connections fails those waits at once. The pool is gone with them, so
+            # this process takes no other range: the supervisor starts a fresh one.
+            log.warning("background loops did not stop; dropping the database connections",
+                        extra={"shard": self.index, "loops": len(pending)})
+            self.pool.terminate()
+            await asyncio.wait(pending, timeout=STOP_WAIT_S)
+            code = code or 3
         if code == 0 or self._stop_reason == WRITES_FAILING:
             await self.lease.release()
         if code == 0 and self.reassigned is not None:
@@ -308,7 +324,9 @@ class Shard:
         """Stop claiming, let in-flight attempts finish and be recorded, give the rest back, all
         within `drain_timeout_s` (the supervisor kills a shard that takes much longer). True when
         nothing was left in flight and everything was written."""
-        deadline = time.monotonic() + float(self.settings.engine["drain_timeout_s"])
+        # Without the lease (or unable to write) nothing in flight can be recorded any more:
+        # waiting for it would only keep a fenced process around.
+        deadline = time.monotonic() + (float(self.settings.engine["drain_timeout_s"]) if graceful else 1.0)
         while self.dispatcher.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - callbacks finish them
             await asyncio.sleep(0.01)
         flying = self.dispatcher.in_flight
@@ -590,6 +608,19 @@ class Shard:
                                     _ms_to_dt(opened) if opened else None)
         except DB_ERRORS as exc:
             log.warning("breaker state not persisted", extra={"endpoint": str(endpoint_id), "error": str(exc)})
+
+
+def exit_by(seconds: float) -> None:
+    """A shard that lost its lease holds nothing worth saving (its writes are fenced): if its
+    shutdown is still not done after `seconds` (a driver waiting on a dead link), the process
+    ends anyway, so that the supervisor starts a fresh one and its member's ranges do not sit with
+    a process that will never take them."""
+    def now() -> None:
+        log.error("shard did not stop in time; exiting", extra={"after_s": seconds})
+        os._exit(3)
+    timer = threading.Timer(seconds, now)
+    timer.daemon = True
+    timer.start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,15 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
+# The server probes an idle TCP client after 30 s and drops it after three unanswered probes 10 s
+# apart: a client host that vanished (power loss, partition) loses its session, and the session
+# advisory locks it held (retention, alert evaluator, billing rollover), in about a minute instead
+# of the kernel's two hours. Ignored on Unix-socket connections.
+KEEPALIVES = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
+
+
 async def connect(url: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(url)
+    conn: asyncpg.Connection = await asyncpg.connect(url, server_settings=KEEPALIVES)
     await init_connection(conn)
     return conn
 
@@ -43,11 +51,35 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, min_size: int = 2, max_size: int = 10,
+                      idle_in_transaction_s: float = 0) -> asyncpg.Pool:
+    """`idle_in_transaction_s` > 0: PostgreSQL ends a session of this pool that sits in an open
+    transaction that long without a statement. A process cut off from the database in the middle
+    of a transaction (a partitioned engine host, a frozen API host) would otherwise keep its row and
+    advisory locks until TCP gives up, hours later, and stall every process that needs them: the
+    writers updating the same roll-up rows, the next owner of its range."""
+    settings = dict(KEEPALIVES)
+    if idle_in_transaction_s > 0:
+        settings["idle_in_transaction_session_timeout"] = str(max(1, round(idle_in_transaction_s * 1000)))
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection,
-                                     command_timeout=60, connection_class=PooledConnection)
+                                     command_timeout=60, connection_class=PooledConnection,
+                                     server_settings=settings)
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float) -> None:
+    """Close within `timeout_s`, else drop every connection at once. asyncpg's graceful close
+    waits for each connection's queries and for the server to answer its terminate message, which
+    on a link that went silent (a partition, a dead host) is until TCP gives up, hours later; a
+    process that must exit (a shard that lost its lease) would hang there."""
+    if timeout_s > 0:
+        try:
+            await asyncio.wait_for(pool.close(), timeout_s)
+            return
+        except (TimeoutError, *DATABASE_DOWN, asyncpg.PostgresError):
+            pass
+    pool.terminate()
 
 
 def migration_files() -> list[tuple[int, str, Path]]:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+import pytest
+
 from control.services.events import EventService
 from control.services.keys import create_client
 from control.services.principal import Principal
+from control.store.db import create_pool
 from control.store.queries import q
+from engine.lease import Lease
 
 
 async def _events(pool: Any, n: int, **extra: Any) -> list[str]:
@@ -44,6 +50,58 @@ async def test_lease_is_exclusive_until_it_expires(pool: Any) -> None:
     taken = await _lease(pool, "host-b:1")
     assert taken is not None and taken > again
     assert await pool.fetchval(q("renew_lease"), "0-4096", again, 30.0) is None, "the old epoch cannot renew"
+
+
+LEASES_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mittr_leases'))"
+
+
+async def test_taking_a_lease_does_not_wait_behind_a_member_cut_off_mid_acquire(pool: Any, db_url: str) -> None:
+    """A member cut off from the database while inside its lease transaction holds the leases lock
+    until PostgreSQL ends that transaction; the others keep polling (and can stop) meanwhile, and
+    take the range as soon as it is freed, instead of blocking in the statement behind it."""
+    holder = await asyncpg.connect(db_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(LEASES_LOCK)
+        lease = Lease(pool, 0, 4096, "host-b:1", ttl_s=30, renew_s=10)
+        polls = 0
+
+        def stopping() -> bool:
+            nonlocal polls
+            polls += 1
+            return polls > 3
+        assert await asyncio.wait_for(lease.acquire(stopping), 10) is False, "not taken while the lock is held"
+        assert polls > 3, "it polled instead of waiting in the statement"
+        await tx.rollback()
+        assert await asyncio.wait_for(lease.acquire(), 10) is True
+        assert await pool.fetchval("SELECT owner FROM shard_leases WHERE slot = '0-4096'") == "host-b:1"
+    finally:
+        await holder.close()
+
+
+async def test_a_transaction_left_idle_is_ended_and_its_locks_freed(db_url: str) -> None:
+    """Pools made with an idle-in-transaction bound: a transaction that stops sending statements
+    (its process frozen, or cut off) is ended by the server, and the locks it held are free again."""
+    bounded = await create_pool(db_url, 1, 1, idle_in_transaction_s=1)
+    other = await asyncpg.connect(db_url)
+    try:
+        async with bounded.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute(LEASES_LOCK)
+            assert await other.fetchval("SELECT pg_try_advisory_lock(hashtext('mittr_leases'))") is False
+            await asyncio.sleep(2.5)
+            assert await other.fetchval("SELECT pg_try_advisory_lock(hashtext('mittr_leases'))") is True, \
+                "the server ended the idle transaction and freed its lock"
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await conn.execute("SELECT 1")
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await tx.rollback()
+        assert await bounded.fetchval("SELECT 1") == 1, "the pool replaces the ended connection"
+    finally:
+        await other.close()
+        await bounded.close()
 
 
 async def test_claim_marks_due_work_and_fences_old_epochs(pool: Any) -> None:
