@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-in-flight", type=int, default=512, help="engine.max_in_flight per shard")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed for the drain")
     p.add_argument("--out", default="", help="output folder (default bench-results/<timestamp>)")
+    p.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a server setting for the embedded PostgreSQL of this run, on top of Mittr's "
+                        "(repeatable; e.g. --pg-set max_wal_size=8GB), to compare settings A/B")
     return p
 
 
@@ -268,6 +271,9 @@ class Stack:
             with (self.pg.data_dir / "postgresql.auto.conf").open("a") as fh:
                 # Statement statistics for the write-amplification figures (bench only).
                 fh.write("shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n")
+                for setting in self.args.pg_set:
+                    name, _, value = setting.partition("=")
+                    fh.write(f"{name.strip()} = '{value.strip()}'\n")
             self.pg.start()
             self.admin_url = str(self.pg.url)
             ROOTS.add(int((self.pg.data_dir / "postmaster.pid").read_text().split()[0]))

@@ -235,10 +235,16 @@ class Shard:
             code = 3
             exit_by(float(eng["drain_timeout_s"]) + STOP_WAIT_S * 3)
         clean = await self._drain(code == 0)
+        fenced = code == 3 and self._stop_reason != WRITES_FAILING
+        if fenced:
+            # The lease is gone: nothing this process could still write would be accepted, and
+            # its connections may have gone silent (a partition). Drop them at once, so that no
+            # loop waits on one on its way out; a fresh process takes over.
+            self.pool.terminate()
         for w in workers:
             w.cancel()
         _, pending = await asyncio.wait(workers, timeout=STOP_WAIT_S)
-        if pending:
+        if pending and not fenced:
             # Stuck on a connection that went silent (cancelling a query waits for the server):
             # dropping the connections fails those waits at once. The pool is gone with them, so
             # this process takes no other range: the supervisor starts a fresh one.
