@@ -2,7 +2,8 @@
 
 The point of the batch is throughput, so per event there is only validation and serialisation in
 Python; the events and their tasks go to Postgres as arrays in one INSERT ... SELECT FROM unnest,
-followed by the usage count and a single NOTIFY naming the batch's distinct partitions.
+which also checks that all were stored and counts them against the quota (one round trip), then
+one NOTIFY names the batch's distinct partitions.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from control.services.events import (
 )
 from control.services.principal import Principal
 from control.services.sub_accounts import refuse_if_inactive
-from control.services.usage import count_accepted
+from control.services.usage import quota_checked
 from control.settings import Settings
 from control.signalling import WorkSignal
 from control.store.queries import q
 from control.validate import str_field
 
 MAX_BATCH = 100
+INCOMPLETE_SQLSTATE = "MT409"   # raised by mittr_batch_complete (migration 030): nothing was stored
 ITEM_FIELDS = frozenset(EVENT_FIELDS | {"idempotencyKey"})
 
 
@@ -114,21 +116,24 @@ class BatchService:
         ids = time_ordered_ids(n)
         parts = self._partitions(events)
         keys = [ev.idempotency_key for ev in events]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await refuse_if_inactive(conn, who, lock=True)    # held to the commit: no deactivation between
-            rows = await conn.fetch(
-                q("insert_event_batch"), who.client_id, who.project_id, DEFAULT_PRIORITY, ids, keys,
-                [ev.destination for ev in events], [ev.payload for ev in events],
-                [orjson.dumps(ev.headers).decode() for ev in events],
-                [ev.max_attempts or DEFAULT_MAX_ATTEMPTS for ev in events],
-                time_ordered_ids(n), parts, who.sub_account_id)
-            if len(rows) != n:
+        async with self.pool.acquire() as conn:
+            try:
+                with quota_checked():
+                    created_at = await conn.fetchval(
+                        q("insert_event_batch"), who.client_id, who.project_id, DEFAULT_PRIORITY, ids, keys,
+                        [ev.destination for ev in events], [ev.payload for ev in events],
+                        [orjson.dumps(ev.headers).decode() for ev in events],
+                        [ev.max_attempts or DEFAULT_MAX_ATTEMPTS for ev in events],
+                        time_ordered_ids(n), parts, who.sub_account_id, n)
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) != INCOMPLETE_SQLSTATE:
+                    raise
+                # Nothing was stored. Why: the sub-account, or keys other requests hold.
+                await refuse_if_inactive(conn, who)
                 existing = await conn.fetch(q("existing_event_keys"), who.client_id, keys, ids)
                 taken = sorted(r["idempotency_key"] for r in existing)
                 raise Conflict(f"idempotency keys already used: {', '.join(taken)}; no event was stored",
-                               code="DUPLICATE_EVENT", extra={"duplicateKeys": taken})
-            await count_accepted(conn, who.client_id, n)   # last: holds the usage row until commit
+                               code="DUPLICATE_EVENT", extra={"duplicateKeys": taken}) from None
         self.signal.wake(parts)
-        created = {r["id"]: iso(r["created_at"]) for r in rows}
-        return {"events": [{"id": str(i), "status": "queued", "createdAt": created[i]} for i in ids],
-                "count": n}
+        created = iso(created_at)       # one statement: one transaction time for the whole batch
+        return {"events": [{"id": str(i), "status": "queued", "createdAt": created} for i in ids], "count": n}

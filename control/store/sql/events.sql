@@ -97,8 +97,12 @@ ORDER BY t.id;
 SELECT sub_id, deactivated_at IS NULL AS active FROM sub_accounts WHERE id = $1 AND client_id = $2 FOR SHARE;
 
 -- name: insert_event_batch
--- A batch of direct events and their one task each, in one statement. Rows whose idempotency key
--- already exists are skipped; the caller compares the count, rolls back and names the keys.
+-- A batch of direct events and their one task each, its check and its count, in one statement (so
+-- one transaction, one round trip). Rows whose idempotency key already exists are skipped, and so is
+-- every row when the sub-account ($12) is (or is being) deactivated: its row is share-locked here,
+-- as in insert_event. Then mittr_batch_complete raises MT409 unless all $13 were stored, and
+-- nothing is kept; the caller names the keys or the sub-account. Otherwise mittr_count_usage counts
+-- them (or raises MT402: nothing kept either). One row back: the batch's createdAt.
 WITH ev AS (
     INSERT INTO events (id, client_id, project_id, idempotency_key, destination, payload, headers,
                         max_attempts, priority, status, task_count, sub_account_id)
@@ -106,6 +110,9 @@ WITH ev AS (
            $12::uuid
     FROM unnest($4::uuid[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::int[])
          AS u(id, key, destination, payload, headers, max_attempts)
+    WHERE ($12::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM sub_accounts s WHERE s.id = $12 AND s.client_id = $1 AND s.deactivated_at IS NULL
+        FOR SHARE))
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING id, created_at
 ), tk AS (
@@ -114,8 +121,12 @@ WITH ev AS (
     SELECT u.task_id, ev.id, $1, u.partition, 'queued', u.max_attempts, $3, ev.created_at, ev.created_at
     FROM unnest($4::uuid[], $10::uuid[], $11::int[], $9::int[]) AS u(event_id, task_id, partition, max_attempts)
     JOIN ev ON ev.id = u.event_id
+), stored AS (
+    SELECT count(*)::int AS n, min(created_at) AS created_at FROM ev
 )
-SELECT id, created_at FROM ev;
+SELECT stored.created_at,
+       CASE WHEN mittr_batch_complete($13, stored.n) THEN mittr_count_usage($1, stored.n) END AS counted
+FROM stored;
 
 -- name: existing_event_keys
 -- Keys of a batch that other requests already stored ($3: the ids this batch was inserting).
