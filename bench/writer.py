@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from bench.scratch_db import scratch_database, scratch_server
 from control.services.events import time_ordered_ids
 from control.store.db import connect, create_pool, migrate
 from control.store.queries import q
@@ -117,35 +113,10 @@ async def run(url: str, n: int, batch: int, rounds: int) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="mittr-writer-bench-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        admin = os.environ["DATABASE_URL"]
-    else:
-        from control.store.pgserver import EmbeddedPostgres
-
-        os.chmod(workdir, 0o755)
-        pg = EmbeddedPostgres(workdir / "pgdata")
-        pg.start()
-        admin = str(pg.url)
-    try:
+    async with scratch_server("mittr-writer-bench-") as admin:
         for i in range(args.repeat):
-            name = f"mittr_writer_bench_{uuid.uuid4().hex[:8]}"
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            await conn.close()
-            parts = urlsplit(admin)
-            url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-            try:
+            async with scratch_database(admin, "mittr_writer_bench") as url:
                 print(f"run {i + 1}:", await run(url, args.tasks, args.batch, args.rounds), flush=True)
-            finally:
-                conn = await asyncpg.connect(admin)
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                await conn.close()
-    finally:
-        if pg is not None:
-            pg.stop(mode="immediate")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
