@@ -229,6 +229,26 @@ class Load:
                 await asyncio.sleep(0.1)
 
 
+async def hold_delayed(c: Cluster, member: str, event_type: str, delay: int, key_prefix: str) -> list[str]:
+    """20 events of `event_type` due in `delay` seconds, once `member`'s shard holds them in memory
+    (claimed under its epoch); their ids."""
+    ids = []
+    for k in range(20):
+        status, ev = await c.api.call("POST", "/api/v1/events",
+                                      {"eventType": event_type, "payload": {"held": k}, "delaySeconds": delay},
+                                      {"X-Idempotency-Key": f"{key_prefix}-{k}"})
+        assert status == 201, ev
+        ids.append(str(ev["id"]))
+    epoch = await c.db.fetchval("SELECT epoch FROM shard_leases WHERE owner = $1", f"{member}:0")
+
+    async def claimed() -> bool:
+        n = await c.db.fetchval("SELECT count(*) FROM tasks WHERE event_id = ANY($1::uuid[]) AND claim_epoch = $2",
+                                ids, epoch)
+        return bool(n == len(ids))
+    await until(claimed, 15, f"member {member} holding the delayed work")
+    return ids
+
+
 async def make_endpoints(c: Cluster) -> dict[str, int]:
     """The load's endpoints (plain m0.., FIFO f0..); their partitions by name."""
     for i in range(ENDPOINTS):
@@ -379,20 +399,7 @@ async def test_an_engine_cut_off_from_postgres_stops_sending_and_its_range_moves
         assert path, "no endpoint landed in the range"
         # Work the cut-off engine holds in memory, due only after its lease has run out.
         delay = int(TTL_S) + 6
-        ids = []
-        for n in range(20):
-            status, ev = await c.api.call("POST", "/api/v1/events",
-                                          {"eventType": event_type, "payload": {"n": n}, "delaySeconds": delay},
-                                          {"X-Idempotency-Key": f"cut-{n}"})
-            assert status == 201, ev
-            ids.append(uuid.UUID(ev["id"]))
-        epoch = await c.db.fetchval("SELECT epoch FROM shard_leases WHERE owner = $1", f"{member}:0")
-
-        async def claimed() -> bool:
-            n = await c.db.fetchval("SELECT count(*) FROM tasks WHERE event_id = ANY($1) AND claim_epoch = $2",
-                                    ids, epoch)
-            return bool(n == len(ids))
-        await until(claimed, 15, "the cut-off engine holding the delayed work")
+        ids = [uuid.UUID(i) for i in await hold_delayed(c, member, event_type, delay, "cut")]
 
         proxy.cut()
         cut_at = time.time()

@@ -40,6 +40,7 @@ from tests.e2e.test_membership import (
     check_fifo,
     check_ledger,
     cli,
+    hold_delayed,
     make_endpoints,
     run_cli,
     until,
@@ -232,25 +233,10 @@ async def test_engine_hosts_join_die_partition_and_heal_in_namespaces(netcluster
 
 
 async def hold_delayed_work(c: Cluster, member: str, parts: dict[str, int]) -> set[str]:
-    """20 events due TTL + 4 s from now to an endpoint in `member`'s range, once its shard holds
-    them in memory (claimed under its epoch); their ids."""
+    """20 events due TTL + 4 s from now to an endpoint in `member`'s range, held by its shard."""
     lo, hi = (await c.holders())[member]
     kind = next(f"m.{i}" for i in range(ENDPOINTS) if lo <= parts[f"m{i}"] < hi)
-    ids = []
-    for k in range(20):
-        status, ev = await c.api.call("POST", "/api/v1/events",
-                                      {"eventType": kind, "payload": {"held": k}, "delaySeconds": TTL_S + 4},
-                                      {"X-Idempotency-Key": f"held-{k}"})
-        assert status == 201, ev
-        ids.append(str(ev["id"]))
-    epoch = await c.db.fetchval("SELECT epoch FROM shard_leases WHERE owner = $1", f"{member}:0")
-
-    async def claimed() -> bool:
-        n = await c.db.fetchval("SELECT count(*) FROM tasks WHERE event_id = ANY($1::uuid[]) AND claim_epoch = $2",
-                                ids, epoch)
-        return bool(n == len(ids))
-    await until(claimed, 15, "the host about to be cut off holding the delayed work")
-    return set(ids)
+    return set(await hold_delayed(c, member, kind, TTL_S + 4, "held"))
 
 
 def duplicate_origins(c: Cluster, names: dict[str | None, str], phases: list[tuple[str, float]]) -> dict[str, int]:
