@@ -39,7 +39,7 @@ INCOMPLETE_SQLSTATE = "MT409"   # raised by mittr_batch_complete (migration 030)
 ITEM_FIELDS = frozenset(EVENT_FIELDS | {"idempotencyKey"})
 
 
-def _item(raw: Any, index: int, policy: AddressPolicy | None) -> NewEvent:
+def _item(raw: Any, index: int, policy: AddressPolicy | None, checked: dict[str, str]) -> NewEvent:
     """One batch entry: a direct event with its own key, default priority and no delay."""
     prefix = f"events[{index}]."
     if not isinstance(raw, dict):
@@ -52,7 +52,7 @@ def _item(raw: Any, index: int, policy: AddressPolicy | None) -> NewEvent:
                          "send fan-out events with POST /api/v1/events")
     if raw.get("destination") is None:
         raise BadRequest(f"{prefix}destination: required")
-    ev = parse_event(raw, key, prefix, ITEM_FIELDS, policy)
+    ev = parse_event(raw, key, prefix, ITEM_FIELDS, policy, checked)
     if ev.delay_seconds:
         raise BadRequest(f"{prefix}delaySeconds: batch events cannot be scheduled")
     if ev.priority != DEFAULT_PRIORITY:
@@ -76,7 +76,8 @@ def parse_batch(body: Any, policy: AddressPolicy | None = None) -> list[NewEvent
         if len(items) > MAX_BATCH:
             raise ApiError(f"events: at most {MAX_BATCH} events per batch, got {len(items)}",
                            code="BATCH_TOO_LARGE", status=400)
-        events = [_item(raw, i, policy) for i, raw in enumerate(items)]
+        checked: dict[str, str] = {}     # destinations that passed, checked once per batch
+        events = [_item(raw, i, policy, checked) for i, raw in enumerate(items)]
     except BadRequest as exc:
         raise ValidationError(exc.message) from exc
     repeated = sorted(k for k, n in Counter(ev.idempotency_key for ev in events).items() if n > 1)

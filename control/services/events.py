@@ -81,10 +81,12 @@ def idempotency_key(raw: str | None) -> str:
     return raw
 
 
-def parse_event(body: Any, key: str, prefix: str = "",
-                allowed: frozenset[str] = EVENT_FIELDS, policy: AddressPolicy | None = None) -> NewEvent:
+def parse_event(body: Any, key: str, prefix: str = "", allowed: frozenset[str] = EVENT_FIELDS,
+                policy: AddressPolicy | None = None, checked: dict[str, str] | None = None) -> NewEvent:
     """Validate one event body; `prefix` names where it sits (`events[2].` in a batch). With a
-    `policy`, a destination the shards would refuse is refused now."""
+    `policy`, a destination the shards would refuse is refused now. `checked` remembers the
+    destinations that passed (a batch's events mostly share a few: checking a URL is a third of
+    parsing an event)."""
     data = need_object(body, prefix.rstrip(".") or "body")
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -94,9 +96,14 @@ def parse_event(body: Any, key: str, prefix: str = "",
     if (destination is None) == (event_type is None):
         raise BadRequest(f"{prefix}destination: give either destination or eventType, not both")
     if destination is not None:
-        destination = url_field(destination, f"{prefix}destination")
-        if policy is not None:
-            reachable_url(destination, f"{prefix}destination", policy)
+        known = checked.get(destination) if checked is not None and isinstance(destination, str) else None
+        if known is None:
+            known = url_field(destination, f"{prefix}destination")
+            if policy is not None:
+                reachable_url(known, f"{prefix}destination", policy)
+            if checked is not None:
+                checked[destination] = known
+        destination = known
     if event_type is not None:
         event_type = str_field(event_type, f"{prefix}eventType", max_len=256, allow_empty=False)
     if "payload" not in data:
