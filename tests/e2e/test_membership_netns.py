@@ -110,15 +110,17 @@ class Host:
         return f"{WEB}.{self.index}.2"
 
     @classmethod
-    def make(cls, index: int, web: bool) -> Host:
-        host = cls(index, f"{TAG}-h{index}", f"{TAG}d{index}", f"{TAG}w{index}" if web else None)
-        ip("netns", "add", host.ns)
-        ip("link", "set", "lo", "up", ns=host.ns)
-        link(host.ns, host.db_link, f"{TAG}D{index}", f"{NET}.{index}")
-        if host.web_link is not None:
-            link(host.ns, host.web_link, f"{TAG}W{index}", f"{WEB}.{index}")
-            ip("route", "add", "default", "via", f"{WEB}.{index}.1", ns=host.ns)
-        return host
+    def named(cls, index: int, web: bool) -> Host:
+        return cls(index, f"{TAG}-h{index}", f"{TAG}d{index}", f"{TAG}w{index}" if web else None)
+
+    def create(self) -> None:
+        self.remove()          # what a killed earlier run of the same names may have left behind
+        ip("netns", "add", self.ns)
+        ip("link", "set", "lo", "up", ns=self.ns)
+        link(self.ns, self.db_link, f"{TAG}D{self.index}", f"{NET}.{self.index}")
+        if self.web_link is not None:
+            link(self.ns, self.web_link, f"{TAG}W{self.index}", f"{WEB}.{self.index}")
+            ip("route", "add", "default", "via", f"{WEB}.{self.index}.1", ns=self.ns)
 
     def run(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.ns, *argv]
@@ -184,7 +186,8 @@ async def netcluster(pg_admin_url: str, template_db: str) -> AsyncIterator[NetCl
     try:
         urls = []
         for i in range(4):          # 0: the API host; 1-3: engine hosts
-            hosts.append(Host.make(i, web=i > 0))
+            hosts.append(Host.named(i, web=i > 0))     # listed first: removed at the end even if half made
+            hosts[i].create()
             proxy, through = await postgres_proxy(url, bind=hosts[i].gateway)
             proxies.append(proxy)
             urls.append(through)
