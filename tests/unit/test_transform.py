@@ -267,17 +267,17 @@ def test_a_tenant_over_its_time_budget_is_throttled_and_others_are_not() -> None
         runner.close()
 
 
-def test_memory_blowups_fail_cleanly() -> None:
-    # A CPU limit these cannot reach first: at 50 ms, building 16 MiB from 1 KiB strings met the CPU
-    # limit first on a loaded machine (once in CI), which proved the other limit instead of this one.
+@pytest.fixture
+def roomy_runner() -> Iterator[TransformRunner]:
+    """A CPU limit the memory blow-ups cannot reach first: at 50 ms, building 16 MiB from 1 KiB
+    strings met the CPU limit first on a loaded machine (once in CI), which proved the other limit."""
     runner = TransformRunner(time_limit_ms=3000, memory_limit_bytes=16 * 2**20, max_contexts=4)
-    try:
-        _blow_memory(runner)
-    finally:
-        runner.close()
+    yield runner
+    runner.close()
 
 
-def _blow_memory(runner: TransformRunner) -> None:
+def test_memory_blowups_fail_cleanly(roomy_runner: TransformRunner) -> None:
+    runner = roomy_runner
     for body, needle in [
         ("const a = []; while (true) a.push('x'.repeat(1000) + a.length);", "16 MiB memory limit"),
         ("const a = []; while (true) a.push(new Array(10000).fill(a.length));", "16 MiB memory limit"),
