@@ -56,6 +56,21 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_PRIORITY = 5
 MAX_DELAY_SECONDS = 30 * 86400
 EVENT_STATUSES = ("queued", "delivering", "delivered", "failed", "dead")
+
+# An event's status is written only by a roll-up of its tasks' states (or at ingest: queued with
+# queued tasks, delivered with none), in the transaction that changes them; the one change made
+# without a roll-up is a claim given back (delivering -> queued or failed). So an event in one of
+# these states has a task in one of the states listed: the witness the roll-up saw, or, for
+# `delivering`, what that task became when its claim was given back. Lists filtered by a status
+# other than delivered find their events through those tasks (events.sql list_events_by_tasks).
+TASKS_OF_STATUS: dict[str, tuple[str, ...]] = {
+    "queued": ("queued",),
+    "failed": ("failed",),
+    "delivering": ("queued", "delivering", "failed"),
+    "dead": ("dead",),
+}
+# Rows of the newest events a status-filtered list reads first (events.sql list_events_window).
+STATUS_WINDOW = 1000
 EVENT_FIELDS = frozenset({"destination", "eventType", "payload", "headers", "maxAttempts", "priority",
                           "delaySeconds"})
 
@@ -357,8 +372,15 @@ class EventService:
     async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: must be one of {', '.join(EVENT_STATUSES)}")
-        return await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,),
-                                sub_account=True)
+        if status is None or status not in TASKS_OF_STATUS:
+            return await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,),
+                                    sub_account=True)
+        recent = await owned_page(self.pool, "list_events_window", who, limit, cursor, event_summary_json,
+                                  (status,), sub_account=True, tail=(STATUS_WINDOW,))
+        if recent["pagination"]["hasMore"]:
+            return recent
+        return await owned_page(self.pool, "list_events_by_tasks", who, limit, cursor, event_summary_json,
+                                (status,), sub_account=True, tail=(list(TASKS_OF_STATUS[status]),))
 
 
 __all__ = ["WORK_CHANNEL", "EventService", "parse_event"]

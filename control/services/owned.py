@@ -32,9 +32,12 @@ async def owned_row(db: asyncpg.Pool | asyncpg.Connection, query: str, raw_id: s
 
 async def owned_page(db: asyncpg.Pool | asyncpg.Connection, query: str, who: Principal, limit: int,
                      cursor: str | None, shape: Callable[[asyncpg.Record], dict[str, Any]],
-                     filters: Sequence[object] = (), sub_account: bool = False) -> dict[str, Any]:
-    """One keyset page (`{data, pagination}`), newest first, of the caller's rows."""
+                     filters: Sequence[object] = (), sub_account: bool = False,
+                     tail: Sequence[object] = ()) -> dict[str, Any]:
+    """One keyset page (`{data, pagination}`), newest first, of the caller's rows. `tail`: more
+    parameters, after all the others."""
     after, after_id = decode_cursor(cursor)
     scope = (who.sub_account_id,) if sub_account else ()
-    rows = await db.fetch(q(query), who.client_id, who.project_id, *filters, after, after_id, limit + 1, *scope)
+    rows = await db.fetch(q(query), who.client_id, who.project_id, *filters, after, after_id, limit + 1, *scope,
+                          *tail)
     return page([shape(r) for r in rows], list(rows), limit)

@@ -98,6 +98,8 @@ async def test_list_filters_by_status_and_paginates(app_client: Caller, pool: An
     for _ in range(5):
         _, ev, _ = await app_client.call("POST", "/api/v1/events", DIRECT, idem())
         made.append(ev["id"])
+    # A retry pending: the task failed, and the roll-up says so on the event.
+    await pool.execute("UPDATE tasks SET status = 'failed', attempts = 1 WHERE event_id = $1", uuid.UUID(made[0]))
     await pool.execute("UPDATE events SET status = 'failed' WHERE id = $1", uuid.UUID(made[0]))
     status, page, _ = await app_client.call("GET", "/api/v1/events?status=failed&limit=10")
     assert status == 200 and [e["id"] for e in page["data"]] == [made[0]]

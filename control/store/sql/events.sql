@@ -58,6 +58,8 @@ WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3)
   AND ($4::uuid IS NULL OR sub_account_id = $4);
 
 -- name: list_events
+-- Unfiltered, or filtered by a status most events have (delivered): the list index, newest first.
+-- No index holds `status` (migration 033), so a rare status goes through the two queries below.
 SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
        created_at, delivered_at, sub_account_id
 FROM events
@@ -67,6 +69,45 @@ WHERE client_id = $1
   AND ($7::uuid IS NULL OR sub_account_id = $7)
   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
 ORDER BY created_at DESC, id DESC
+LIMIT $6;
+
+-- name: list_events_window
+-- Those of the $8 newest events after the cursor that are in status $3: a bounded scan of the list
+-- index that fills a page when the status is common among recent events (queued in a backlog).
+SELECT * FROM (
+    SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
+           created_at, delivered_at, sub_account_id
+    FROM events
+    WHERE client_id = $1
+      AND ($2::uuid IS NULL OR project_id = $2)
+      AND ($7::uuid IS NULL OR sub_account_id = $7)
+      AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+    ORDER BY created_at DESC, id DESC
+    LIMIT $8
+) w
+WHERE w.status = $3
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT $6;
+
+-- name: list_events_by_tasks
+-- Events in status $3 found through their tasks in the states $8 (a superset: see TASKS_OF_STATUS
+-- in control/services/events.py): unfinished tasks through tasks_client_open, dead ones through
+-- tasks_dead_changed. Costs what the workspace has of those tasks, not what it has of events.
+SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
+       created_at, delivered_at, sub_account_id
+FROM events e
+WHERE e.id IN (
+        SELECT t.event_id FROM tasks t
+        WHERE t.client_id = $1 AND t.status IN ('queued', 'delivering', 'failed') AND t.status = ANY($8::text[])
+        UNION ALL
+        SELECT t.event_id FROM tasks t
+        WHERE t.client_id = $1 AND t.status = 'dead' AND 'dead' = ANY($8::text[]))
+  AND e.client_id = $1
+  AND ($2::uuid IS NULL OR e.project_id = $2)
+  AND e.status = $3
+  AND ($7::uuid IS NULL OR e.sub_account_id = $7)
+  AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4, $5::uuid))
+ORDER BY e.created_at DESC, e.id DESC
 LIMIT $6;
 
 -- name: event_attempts
@@ -179,14 +220,21 @@ WHERE t.event_id = ANY($1::uuid[]) AND e.id = t.event_id AND e.client_id = $2
 RETURNING t.event_id, t.partition;
 
 -- name: retryable_events_by_status
--- Oldest first; only events with at least one delivery requeue_tasks would take.
+-- Oldest first; only events with at least one delivery requeue_tasks would take ($3: failed or
+-- dead). Found through those tasks (tasks_client_open, tasks_dead_changed): no index holds
+-- events.status (migration 033).
 SELECT e.id FROM events e
-WHERE e.client_id = $1 AND ($2::uuid IS NULL OR e.project_id = $2) AND e.status = $3
-  AND EXISTS (
-      SELECT 1 FROM tasks t
-      WHERE t.event_id = e.id AND t.status IN ('failed', 'dead')
-        AND (t.endpoint_id IS NULL OR EXISTS (
-              SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL)))
+WHERE e.id IN (
+        SELECT t.event_id FROM tasks t
+        WHERE t.client_id = $1 AND t.status IN ('queued', 'delivering', 'failed') AND t.status = 'failed'
+          AND (t.endpoint_id IS NULL OR EXISTS (
+                SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL))
+        UNION ALL
+        SELECT t.event_id FROM tasks t
+        WHERE t.client_id = $1 AND t.status = 'dead'
+          AND (t.endpoint_id IS NULL OR EXISTS (
+                SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL)))
+  AND e.client_id = $1 AND ($2::uuid IS NULL OR e.project_id = $2) AND e.status = $3
 ORDER BY e.created_at, e.id
 LIMIT $4;
 

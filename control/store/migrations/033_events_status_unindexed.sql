@@ -1,0 +1,17 @@
+-- 033: no index on events.status (issue 18). The delivery roll-up writes an event's status,
+-- attempts and delivered_at; with `status` in events_client_status every roll-up was a non-HOT
+-- update, which inserted a new entry into each of the table's five B-trees (the primary key and
+-- the idempotency key included) and wrote them all to the WAL. Without it, no index of `events`
+-- holds a column the roll-up writes, so with the room migration 029 leaves on each page the
+-- roll-up is a HOT update: no index entry at all. Ingest also maintains one B-tree fewer.
+--
+-- What the index served, lists filtered by status, is served as follows (events.sql):
+--   delivered          the workspace's list index, newest first, filtered (most events are);
+--   queued, delivering, failed, dead
+--                      the newest events first (list_events_window, a bounded scan, fast when the
+--                      status is common, as `queued` is in a backlog), then the events of the
+--                      tasks in that state (list_events_by_tasks, through tasks_client_open and
+--                      tasks_dead_changed, fast when it is rare). An event in one of these states
+--                      always has a task in a state these read (control/services/events.py,
+--                      TASKS_OF_STATUS, says why).
+DROP INDEX IF EXISTS events_client_status;
