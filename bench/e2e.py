@@ -397,10 +397,12 @@ async def ingest_phase(stack: Stack, pool: asyncpg.Pool, key: str, batch: bool, 
         n = await pool.fetchval("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'events'")
         return f"  ingest ({name}): about {n} events stored (all phases so far)"
 
+    await statements(pool, reset=True)
     cpu0, t0 = cpu_snapshot(), time.time()
     out = await run_clients(clients.ingest, jobs, progress)
     accepted, errors, per_s = rate(out)
     cores = cpu_share(cpu0, cpu_snapshot(), time.time() - t0)
+    results[f"statements_ingest_{name}"] = await statements(pool)
     say(f"ingest ({name}): {accepted} accepted, {errors} refused, {per_s:,.0f} events/s")
     if errors:
         say(f"  first refusal: {next(r.first_error for r in out if r.first_error)}")

@@ -79,12 +79,14 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str]]:
 def markdown(r: dict[str, Any]) -> str:
     lines = [f"`{r['command']}`", "", "| measure | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(r)]
-    top = r.get("statements")
-    if top:
-        lines += ["", "Heaviest statements during the drain (pg_stat_statements):", "",
-                  "| calls | rows | ms | WAL bytes | FPI | statement |", "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {s['calls']} | {s['rows']} | {s['ms']} | {s['wal_bytes']:,} | {s['wal_fpi']} | "
-                  f"`{s['query'].replace('|', '/')}` |" for s in top]
+    for key, phase in (("statements_ingest_single", "single ingest"), ("statements_ingest_batch", "batch ingest"),
+                       ("statements", "the drain")):
+        top = r.get(key)
+        if top:
+            lines += ["", f"Heaviest statements during {phase} (pg_stat_statements):", "",
+                      "| calls | rows | ms | WAL bytes | FPI | statement |", "| --- | --- | --- | --- | --- | --- |"]
+            lines += [f"| {s['calls']} | {s['rows']} | {s['ms']} | {s['wal_bytes']:,} | {s['wal_fpi']} | "
+                      f"`{s['query'].replace('|', '/')}` |" for s in top]
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,8 @@ WITH ev AS (
            coalesce((SELECT nextval('task_seq') FROM (
                          SELECT 1 FROM endpoints ep WHERE ep.id = u.endpoint_id AND ep.fifo FOR NO KEY UPDATE) locked),
                     nextval('task_seq'))
-    FROM ev, unnest($14::uuid[], $15::uuid[], $16::int[], $17::int[]) AS u(id, endpoint_id, partition, max_attempts)
+    -- mittr_deliveries: unnest with a one-row estimate, so that this statement's plan is reused (034).
+    FROM ev, mittr_deliveries($14::uuid[], $15::uuid[], $16::int[], $17::int[]) AS u
     RETURNING 1
 )
 SELECT ev.id, ev.created_at, mittr_count_usage($2, 1) AS counted
