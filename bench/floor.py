@@ -30,7 +30,11 @@ _state: dict[str, Any] = {}
 
 async def _start(application: Application) -> None:
     pool = await create_pool(os.environ["DATABASE_URL"], 2, 10)
-    await pool.execute(TABLE)
+    # Every worker makes the table on start; IF NOT EXISTS does not stop two workers racing on the
+    # catalogue (a unique violation in pg_type), so they take turns.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('bench_floor'))")
+        await conn.execute(TABLE)
     _state["pool"] = pool
 
 
