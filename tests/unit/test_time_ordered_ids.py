@@ -1,13 +1,16 @@
-"""Event, task and attempt ids: RFC 9562 UUIDv7s, ordered by the millisecond they were made."""
+"""Event, task, attempt and audit ids: RFC 9562 UUIDv7s, ordered by the millisecond they were made
+and, within one process, by the order they were made."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from control.services import events
 from control.services.events import time_ordered_ids
 
 
@@ -39,3 +42,25 @@ def test_the_random_bits_vary() -> None:
     assert len(low) == 1000
     versions_and_variants = {(i.int >> 76) & 0xF for i in ids} | {100 + ((i.int >> 62) & 0x3) for i in ids}
     assert versions_and_variants == {7, 102}
+
+
+def test_ids_of_one_process_only_go_up_even_within_a_millisecond() -> None:
+    """Rows one process writes one after another (audit entries of consecutive changes) sort by id
+    in the order they were made: with random bits after the millisecond, two ids made in the same
+    millisecond came out in either order."""
+    made = [time_ordered_ids(1)[0] for _ in range(5000)] + time_ordered_ids(300) + time_ordered_ids(1)
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert [str(i) for i in made] == sorted(str(i) for i in made), "also as text"
+    same_ms = [i for i in made if i.int >> 80 == made[0].int >> 80]
+    assert len(same_ms) > 1, "several ids shared a millisecond, and still came out in order"
+
+
+def test_a_millisecond_that_runs_out_of_counter_moves_to_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time_ns() // 1_000_000
+    monkeypatch.setattr(events, "_clock", [now + 50, (1 << events._COUNTER_BITS) - 3])
+    before = time_ordered_ids(1)[0]
+    after = time_ordered_ids(10)
+    assert before.int >> 80 == now + 50 and {i.int >> 80 for i in after} == {now + 51}
+    assert [before, *after] == sorted([before, *after])
+    later = time_ordered_ids(1)[0]       # the clock is behind the ids made: they still go up
+    assert later > after[-1]
