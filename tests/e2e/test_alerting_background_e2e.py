@@ -1,5 +1,6 @@
-"""The background evaluator, end to end with the default [alerting] interval: a rule fires by itself
-(no `evaluate` call) within about one interval of the first failing delivery, once."""
+"""The background evaluator, end to end: a rule fires by itself (no `evaluate` call) within about one
+[alerting] interval of the first failing delivery, and once. The interval is 3 s here instead of the
+default 15 s: the behaviour is the same, and the suite waits 25 s less."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import json
 
 import pytest
 
-from control.settings import load_settings
 from tests.e2e.test_alerting_e2e import send
 from tests.support.server import Api
 from tests.support.sink import Sink
 
 pytestmark = pytest.mark.e2e
-INTERVAL_S = float(load_settings(env={}).section("alerting")["interval_s"])
+INTERVAL_S = 3.0
+SERVER_ENV = {"MITTR_ALERTING__INTERVAL_S": str(INTERVAL_S)}
 
 
 async def test_a_rule_fires_by_itself_within_the_interval(api: Api, sink: Sink) -> None:
@@ -31,7 +32,7 @@ async def test_a_rule_fires_by_itself_within_the_interval(api: Api, sink: Sink) 
     [alert] = await sink.wait_for("/slack", 1, timeout=INTERVAL_S + 30)
     delay = alert.at - first_failure
     print(f"\nfirst failing delivery -> alert at the sink: {delay:.2f} s (interval {INTERVAL_S} s)")
-    assert delay < INTERVAL_S + 15, delay
+    assert delay < INTERVAL_S + 10, delay
     assert json.loads(alert.body)["attachments"][0]["title"].startswith("[firing]")
-    await asyncio.sleep(min(2 * INTERVAL_S, 20))
+    await asyncio.sleep(3 * INTERVAL_S)     # three more evaluations, inside the cooldown
     assert len(sink.at("/slack")) == 1, "inside the cooldown it fires once"
