@@ -86,7 +86,7 @@ TASKS_OF_STATUS: dict[str, tuple[str, ...]] = {
     "delivering": ("queued", "delivering", "failed"),
     "dead": ("dead",),
 }
-# Rows of the newest events a status-filtered list reads first (events.sql list_events_window).
+# Rows of the newest events a list filtered by a rare status reads first (events.sql list_events, $8).
 STATUS_WINDOW = 1000
 EVENT_FIELDS = frozenset({"destination", "eventType", "payload", "headers", "maxAttempts", "priority",
                           "delaySeconds"})
@@ -389,11 +389,11 @@ class EventService:
     async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: must be one of {', '.join(EVENT_STATUSES)}")
-        if status is None or status not in TASKS_OF_STATUS:
-            return await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,),
-                                    sub_account=True)
-        recent = await owned_page(self.pool, "list_events_window", who, limit, cursor, event_summary_json,
-                                  (status,), sub_account=True, tail=(STATUS_WINDOW,))
+        rare = status in TASKS_OF_STATUS
+        recent = await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,),
+                                  sub_account=True, tail=(STATUS_WINDOW if rare else None,))
+        if not rare:
+            return recent
         if recent["pagination"]["hasMore"]:
             return recent
         return await owned_page(self.pool, "list_events_by_tasks", who, limit, cursor, event_summary_json,

@@ -8,7 +8,7 @@
 -- What the index served, lists filtered by status, is served as follows (events.sql):
 --   delivered          the workspace's list index, newest first, filtered (most events are);
 --   queued, delivering, failed, dead
---                      the newest events first (list_events_window, a bounded scan, fast when the
+--                      the newest events first (list_events with a bound, fast when the
 --                      status is common, as `queued` is in a backlog), then the events of the
 --                      tasks in that state (list_events_by_tasks, through tasks_client_open and
 --                      tasks_dead_changed, fast when it is rare). An event in one of these states

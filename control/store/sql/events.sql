@@ -59,22 +59,10 @@ WHERE id = $1 AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3)
   AND ($4::uuid IS NULL OR sub_account_id = $4);
 
 -- name: list_events
--- Unfiltered, or filtered by a status most events have (delivered): the list index, newest first.
--- No index holds `status` (migration 033), so a rare status goes through the two queries below.
-SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
-       created_at, delivered_at, sub_account_id
-FROM events
-WHERE client_id = $1
-  AND ($2::uuid IS NULL OR project_id = $2)
-  AND ($3::text IS NULL OR status = $3)
-  AND ($7::uuid IS NULL OR sub_account_id = $7)
-  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
-ORDER BY created_at DESC, id DESC
-LIMIT $6;
-
--- name: list_events_window
--- Those of the $8 newest events after the cursor that are in status $3: a bounded scan of the list
--- index that fills a page when the status is common among recent events (queued in a backlog).
+-- The list index, newest first, filtered by status ($3) if asked. $8 bounds how many events are read
+-- (NULL: no bound). No index holds `status` (migration 033): unbounded, for no filter or a status
+-- most events have (delivered); bounded, a first look for a rarer one (queued is common in a
+-- backlog), which list_events_by_tasks then answers if the page is not full.
 SELECT * FROM (
     SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
            created_at, delivered_at, sub_account_id
@@ -86,7 +74,7 @@ SELECT * FROM (
     ORDER BY created_at DESC, id DESC
     LIMIT $8
 ) w
-WHERE w.status = $3
+WHERE ($3::text IS NULL OR w.status = $3)
 ORDER BY w.created_at DESC, w.id DESC
 LIMIT $6;
 
