@@ -389,15 +389,13 @@ class EventService:
     async def list(self, who: Principal, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         if status is not None and status not in EVENT_STATUSES:
             raise BadRequest(f"status: must be one of {', '.join(EVENT_STATUSES)}")
-        rare = status in TASKS_OF_STATUS
+        witnesses = TASKS_OF_STATUS.get(status) if status is not None else None
         recent = await owned_page(self.pool, "list_events", who, limit, cursor, event_summary_json, (status,),
-                                  sub_account=True, tail=(STATUS_WINDOW if rare else None,))
-        if not rare:
-            return recent
-        if recent["pagination"]["hasMore"]:
+                                  sub_account=True, tail=(STATUS_WINDOW if witnesses else None,))
+        if witnesses is None or recent["pagination"]["hasMore"]:
             return recent
         return await owned_page(self.pool, "list_events_by_tasks", who, limit, cursor, event_summary_json,
-                                (status,), sub_account=True, tail=(list(TASKS_OF_STATUS[status]),))
+                                (status,), sub_account=True, tail=(list(witnesses),))
 
 
 __all__ = ["WORK_CHANNEL", "EventService", "parse_event"]
