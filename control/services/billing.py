@@ -34,6 +34,7 @@ from control.services.billing_providers import (
     LocalProvider,
     PageKind,
     PageLink,
+    RemoteBillingProvider,
     RemoteInvoice,
     RemoteState,
     provider_for,
@@ -131,9 +132,13 @@ class BillingService:
             row = await self._roll(conn, row, now)
         return row
 
-    def _remote(self, row: asyncpg.Record) -> bool:
-        """Changes to this subscription are made at the provider (and only then recorded here)."""
-        return self.provider.remote and row["provider"] == self.provider.name
+    def _remote(self, row: asyncpg.Record) -> RemoteBillingProvider | None:
+        """The provider at which changes to this subscription are made (and only then recorded
+        here); None when Mittr itself holds it."""
+        provider = self.provider
+        if isinstance(provider, RemoteBillingProvider) and row["provider"] == provider.name:
+            return provider
+        return None
 
     async def _workspace_plan(self, conn: asyncpg.Connection, client_id: uuid.UUID) -> Plan:
         found = await conn.fetchrow(q("client_plan"), client_id)
@@ -167,8 +172,9 @@ class BillingService:
         async with self.pool.acquire() as conn, conn.transaction():
             row = self._need_active(await self._current(conn, who.client_id, at))
             p = self._prorate(row, plan, cycle, at)
-            if self._remote(row) and p.effective == "now":     # the provider prorates: its numbers
-                p = await self.provider.preview(conn, row, plan, cycle, at)
+            remote = self._remote(row)
+            if remote is not None and p.effective == "now":     # the provider prorates: its numbers
+                p = await remote.preview(conn, row, plan, cycle, at)
             return proration_json(p, plan, cycle)
 
     # -- changes ------------------------------------------------------------------------------------
@@ -223,8 +229,9 @@ class BillingService:
         p = self._prorate(row, plan, cycle, at)
         before = subscription_json(row, self.plans, plan)
         invoice = None
-        if self._remote(row):
-            return await self._change_remote(conn, who, row, plan, cycle, p)
+        remote = self._remote(row)
+        if remote is not None:
+            return await self._change_remote(conn, who, remote, row, plan, cycle, p)
         if p.effective == "now":
             old = self.plans.plan_for(row["plan_id"])
             new = await self._update(conn, row, plan_id=plan.id, cycle=cycle, start=p.period_start,
@@ -245,12 +252,12 @@ class BillingService:
         return {"status": "active" if p.effective == "now" else "scheduled", "url": None, "subscription": out,
                 "proration": proration_json(p, plan, cycle), "invoice": invoice_json(invoice) if invoice else None}
 
-    async def _change_remote(self, conn: asyncpg.Connection, who: Principal, row: asyncpg.Record, plan: Plan,
-                             cycle: Cycle, p: Proration) -> dict[str, Any]:
+    async def _change_remote(self, conn: asyncpg.Connection, who: Principal, remote: RemoteBillingProvider,
+                             row: asyncpg.Record, plan: Plan, cycle: Cycle, p: Proration) -> dict[str, Any]:
         """The same decision as the local provider's (upgrade now, anything else at renewal), made at
         the provider: its proration invoice and the period it reports are what is recorded."""
         before = subscription_json(row, self.plans, plan)
-        done = await self.provider.change(conn, row, plan, cycle, p.effective == "now")
+        done = await remote.change(conn, row, plan, cycle, p.effective == "now")
         if done.state is not None:
             new = await self._set_state(conn, row["client_id"], row, done.state) or row
             action = "update"
@@ -279,12 +286,13 @@ class BillingService:
             if check == "scheduled" and row["scheduled_plan_id"] is None:
                 raise InvalidState("no scheduled plan change to undo")
             plan = self.plans.plan_for(row["plan_id"])
-            if self._remote(row) and "cancel" in changes:
-                state = await self.provider.set_cancel(conn, row, bool(changes["cancel"]))
+            remote = self._remote(row)
+            if remote is not None and "cancel" in changes:
+                state = await remote.set_cancel(conn, row, bool(changes["cancel"]))
                 new = await self._set_state(conn, row["client_id"], row, state) or row
             else:
-                if self._remote(row):
-                    await self.provider.unschedule(conn, row)
+                if remote is not None:
+                    await remote.unschedule(conn, row)
                 new = await self._update(conn, row, **changes)
             out = subscription_json(new, self.plans, plan)
             await audit.record(conn, who, action, "subscription", who.client_id,

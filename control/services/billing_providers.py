@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import asyncpg
 
@@ -97,8 +97,15 @@ class BillingProvider(Protocol):
 
     async def portal_url(self, conn: asyncpg.Connection, client_id: uuid.UUID, origin: str, state: str) -> str: ...
 
-    # remote providers only: each makes the change at the provider, or raises (nothing is recorded);
-    # preview asks the provider what an immediate change would invoice
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class RemoteBillingProvider(BillingProvider, Protocol):
+    """A provider that holds the subscription (Stripe). Each change is made at the provider first,
+    or raises and nothing is recorded; `preview` asks it what an immediate change would invoice.
+    The local provider has none of these: Mittr itself is where its changes are made."""
+
     async def change(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
                      now: bool) -> RemoteChange: ...
 
@@ -108,8 +115,6 @@ class BillingProvider(Protocol):
 
     async def preview(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
                       at: datetime) -> Proration: ...
-
-    async def aclose(self) -> None: ...
 
 
 class LocalProvider:
@@ -156,20 +161,6 @@ class LocalProvider:
 
     async def portal_url(self, conn: asyncpg.Connection, client_id: uuid.UUID, origin: str, state: str) -> str:
         return f"{origin}/billing/local/portal/{self.link('portal', client_id, state)}"
-
-    async def change(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
-                     now: bool) -> RemoteChange:
-        raise NotImplementedError("the local provider changes nothing elsewhere")
-
-    async def set_cancel(self, conn: asyncpg.Connection, row: asyncpg.Record, cancel: bool) -> RemoteState:
-        raise NotImplementedError("the local provider changes nothing elsewhere")
-
-    async def unschedule(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
-        raise NotImplementedError("the local provider changes nothing elsewhere")
-
-    async def preview(self, conn: asyncpg.Connection, row: asyncpg.Record, plan: Plan, cycle: Cycle,
-                      at: datetime) -> Proration:
-        raise NotImplementedError("the local provider's proration is Mittr's own arithmetic")
 
     async def aclose(self) -> None:
         return None
