@@ -242,3 +242,22 @@ async def test_migrations_are_idempotent(pool: Any) -> None:
         assert await migrate(conn) == []
     count = await pool.fetchval("SELECT count(*) FROM schema_migrations")
     assert count >= 1
+
+
+async def test_spreading_moves_a_hot_endpoints_due_work_but_never_a_fifo_endpoints(pool: Any) -> None:
+    client = await create_client(pool, "t")
+    who = Principal(client["id"], None, frozenset(), None)
+    hot = await _endpoint(pool, client["id"], 7)
+    svc = EventService(pool, 4096)
+    for i in range(4):
+        await svc.create(who, {"eventType": "a.b", "payload": {"i": i}}, f"k{i}")
+    epoch = await _lease(pool, "a")
+    moved = await pool.fetch(q("spread_tasks"), "0-4096", epoch, 7, hot, 300.0, [9, 10])
+    assert sorted(r["partition"] for r in moved) == [9, 10]
+    # Made FIFO since the shard read its config: nothing of it moves any more.
+    await pool.execute("UPDATE endpoints SET fifo = true WHERE id = $1", hot)
+    assert await pool.fetch(q("spread_tasks"), "0-4096", epoch, 7, hot, 300.0, [9, 10]) == []
+    assert await pool.fetchval("SELECT count(*) FROM tasks WHERE partition = 7") == 2
+    # A stale epoch moves nothing either.
+    await pool.execute("UPDATE endpoints SET fifo = false WHERE id = $1", hot)
+    assert await pool.fetch(q("spread_tasks"), "0-4096", epoch - 1, 7, hot, 300.0, [9]) == []

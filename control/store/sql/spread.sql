@@ -20,8 +20,11 @@ GROUP BY w.partition;
 -- tasks of the target ($4 endpoint, NULL: the direct destinations) from its home partition ($3) to
 -- helper partitions, the i-th picked task to $6[i]. Locked rows (being claimed) are skipped, and a
 -- claim committed meanwhile leaves the row out (claim_epoch), so no task is both claimed and moved.
+-- A FIFO endpoint is never spread (its order is kept by one shard): the shard's cached config says
+-- so, and so does this statement, for an endpoint made FIFO since the shard last read it.
 WITH lease AS (
     SELECT 1 FROM shard_leases WHERE slot = $1 AND epoch = $2 AND expires_at > now()
+      AND NOT EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = $4::uuid AND ep.fifo)
 ), picked AS (
     SELECT x.id, row_number() OVER () AS n FROM (
         SELECT t.id FROM tasks t
