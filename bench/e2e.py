@@ -16,7 +16,8 @@ that ingest and delivery are each measured without the other competing for the C
 
 The drain also reports CPU microseconds per delivered event (API + shards + Postgres of this run),
 WAL bytes, tuples inserted/updated (HOT or not) and index bytes per delivered event, and the
-heaviest statements (pg_stat_statements, loaded on the embedded server).
+heaviest statements (pg_stat_statements, loaded on the embedded server); each ingest phase reports
+its own heaviest statements too (how single ingest's re-planning on every call was found).
 
 Writes results.json, results.md and chart.png to `--out` (default bench-results/<timestamp>/).
 """
