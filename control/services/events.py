@@ -42,20 +42,19 @@ def time_ordered_ids(n: int) -> list[uuid.UUID]:
     """`n` UUIDv7s (RFC 9562: 48-bit Unix milliseconds, version, variant, then 74 bits). Ingest and
     the writer insert millions of rows keyed by these; time-ordered keys land at the right edge of
     the primary-key B-trees instead of on random pages, which keeps bulk inserts fast as the tables
-    grow. Within one process every id is greater than the one before (RFC 9562 6.2, method 1): the
-    first 30 of the 74 bits count up within a millisecond from a random start, the last 40 are
+    grow. Within one process and one millisecond every id is greater than the one before (RFC 9562
+    6.2, method 1): the first 30 of the 74 bits count up from a random start, the last 40 are
     random. So rows written one after another by one process (audit entries of consecutive
     changes, a batch's events) sort by id in the order they were made, even within a millisecond.
+    Ids always carry the clock's millisecond: if the clock steps back, so do they.
     Built from bytes as asyncpg's own UUID type (the one it returns for uuid columns, a C subclass
     of uuid.UUID): uuid.UUID(int=...) was 6% of an API worker in batch ingest."""
     ms = time.time_ns() // 1_000_000
     last, counter = _clock
-    if ms > last:
-        counter = int.from_bytes(os.urandom(4), "big") >> (32 - _COUNTER_BITS + 1)   # lower half: room to count
-    else:
-        ms = last            # same millisecond, or the clock stepped back: keep counting up
-    if counter + n >= 1 << _COUNTER_BITS:      # 2^29 ids in one millisecond: move to the next one
-        ms, counter = ms + 1, 0
+    if ms != last or counter + n >= 1 << _COUNTER_BITS:
+        # A new millisecond (or the clock stepped back: ids follow the clock, never a made-up time),
+        # or 2^29 ids in one millisecond: a fresh random start in the lower half, room to count.
+        counter = int.from_bytes(os.urandom(4), "big") >> (32 - _COUNTER_BITS + 1)
     _clock[0], _clock[1] = ms, counter + n
     stamp = (ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
     raw = os.urandom(5 * n)
