@@ -214,15 +214,12 @@ RETURNING t.event_id, t.partition;
 -- events.status (migration 033).
 SELECT e.id FROM events e
 WHERE e.id IN (
-        SELECT t.event_id FROM tasks t
-        WHERE t.client_id = $1 AND t.status IN ('queued', 'delivering', 'failed') AND t.status = 'failed'
-          AND (t.endpoint_id IS NULL OR EXISTS (
-                SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL))
-        UNION ALL
-        SELECT t.event_id FROM tasks t
-        WHERE t.client_id = $1 AND t.status = 'dead'
-          AND (t.endpoint_id IS NULL OR EXISTS (
-                SELECT 1 FROM endpoints ep WHERE ep.id = t.endpoint_id AND ep.deleted_at IS NULL)))
+        SELECT c.event_id FROM (
+            SELECT t.event_id, t.endpoint_id FROM tasks t WHERE t.client_id = $1 AND t.status = 'failed'
+            UNION ALL
+            SELECT t.event_id, t.endpoint_id FROM tasks t WHERE t.client_id = $1 AND t.status = 'dead') c
+        WHERE c.endpoint_id IS NULL OR EXISTS (
+            SELECT 1 FROM endpoints ep WHERE ep.id = c.endpoint_id AND ep.deleted_at IS NULL))
   AND e.client_id = $1 AND ($2::uuid IS NULL OR e.project_id = $2) AND e.status = $3
 ORDER BY e.created_at, e.id
 LIMIT $4;
