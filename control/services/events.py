@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 
 from control.errors import BadRequest, Conflict
-from control.jsonfmt import iso
+from control.jsonfmt import decode_cursor, encode_cursor, iso, page
 from control.policy.partitioning import partition_for, target_key
 from control.policy.ssrf import AddressPolicy
 from control.policy.waiting import EndpointState, PendingTask, waiting
@@ -87,6 +87,9 @@ TASKS_OF_STATUS: dict[str, tuple[str, ...]] = {
 }
 # Rows of the newest events a list filtered by a rare status reads first (events.sql list_events, $8).
 STATUS_WINDOW = 1000
+# Then its tasks in the events' order, this many at a time, at most this many times per request.
+TASK_CHUNK = 1000
+TASK_CHUNKS = 20
 EVENT_FIELDS = frozenset({"destination", "eventType", "payload", "headers", "maxAttempts", "priority",
                           "delaySeconds"})
 
@@ -393,8 +396,33 @@ class EventService:
                                   sub_account=True, tail=(STATUS_WINDOW if witnesses else None,))
         if witnesses is None or recent["pagination"]["hasMore"]:
             return recent
-        return await owned_page(self.pool, "list_events_by_tasks", who, limit, cursor, event_summary_json,
-                                (status,), sub_account=True, tail=(list(witnesses),))
+        return await page_through_tasks(self.pool, who, status, list(witnesses), limit, cursor)
+
+
+
+async def page_through_tasks(pool: asyncpg.Pool, who: Principal, status: str | None, witnesses: list[str],
+                             limit: int, cursor: str | None) -> dict[str, Any]:
+    """A page of the events in a rare status, found through their tasks in `witnesses`, in the
+    events' order, TASK_CHUNK tasks at a time and at most TASK_CHUNKS chunks: however many such
+    tasks a workspace has, one request reads a bounded number. A page cut short by that bound
+    says hasMore, with a cursor where the reading stopped."""
+    at, at_id = decode_cursor(cursor)
+    found: list[asyncpg.Record] = []
+    async with pool.acquire() as conn:
+        for _ in range(TASK_CHUNKS):
+            tasks = await conn.fetch(q("tasks_in_event_order"), who.client_id, witnesses, at, at_id, TASK_CHUNK)
+            ids = list(dict.fromkeys(r["event_id"] for r in tasks))     # a fan-out event's tasks, once
+            if ids:
+                rows = await conn.fetch(q("events_in_status"), ids, who.client_id, who.project_id, status,
+                                        who.sub_account_id)
+                found += sorted(rows, key=lambda r: (r["created_at"], r["id"]), reverse=True)
+            if len(found) > limit or len(tasks) < TASK_CHUNK:      # a page and one more, or the end
+                return page([event_summary_json(r) for r in found], found, limit)
+            at, at_id = tasks[-1]["created_at"], tasks[-1]["event_id"]
+    # The bound, before the page filled: what was found, and where to go on from.
+    assert at is not None and at_id is not None
+    return {"data": [event_summary_json(r) for r in found],
+            "pagination": {"hasMore": True, "cursor": encode_cursor(at, at_id)}}
 
 
 __all__ = ["WORK_CHANNEL", "EventService", "parse_event"]

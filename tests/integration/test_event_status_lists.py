@@ -5,6 +5,7 @@ gives, page after page."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -65,11 +66,17 @@ async def listed(app: Caller, status: str, limit: int) -> list[str]:
         cursor = page["pagination"]["cursor"]
 
 
-@pytest.mark.parametrize("window", [event_service.STATUS_WINDOW, 4, 1])
+@pytest.mark.parametrize(("window", "chunk", "chunks"), [(event_service.STATUS_WINDOW, event_service.TASK_CHUNK, 20),
+                                                          (4, 1000, 20), (1, 3, 20), (1, 2, 1)])
 async def test_every_status_lists_what_a_plain_filter_finds(app_client: Caller, pool: asyncpg.Pool,
-                                                            monkeypatch: pytest.MonkeyPatch, window: int) -> None:
-    """window 4 and 1: pages found partly by the newest events and partly through the tasks."""
+                                                            monkeypatch: pytest.MonkeyPatch, window: int, chunk: int,
+                                                            chunks: int) -> None:
+    """window 4 and 1: pages found partly by the newest events and partly through the tasks; tasks
+    read 3 or 2 at a time, and at most once per request in the last case, so that pages are cut
+    short by the bound and go on from where the reading stopped."""
     monkeypatch.setattr(event_service, "STATUS_WINDOW", window)
+    monkeypatch.setattr(event_service, "TASK_CHUNK", chunk)
+    monkeypatch.setattr(event_service, "TASK_CHUNKS", chunks)
     await make_scene(app_client, pool)
     counts = {s: 0 for s in EVENT_STATUSES}
     for status in EVENT_STATUSES:
@@ -107,14 +114,40 @@ async def test_rare_status_list_reads_tasks_not_events(app_client: Caller, pool:
         " INSERT INTO tasks (id, event_id, client_id, partition, status, max_attempts, priority, next_attempt_at)"
         " SELECT gen_random_uuid(), ev.id, $1, 0, ev.status, 3, 0, now() FROM ev", client)
     await pool.execute("ANALYZE events; ANALYZE tasks")
-    for status, index in (("dead", "tasks_dead_changed"), ("failed", "tasks_client_open")):
+    for status, index in (("dead", "tasks_client_dead"), ("failed", "tasks_client_open")):
         plan = "\n".join(r[0] for r in await pool.fetch(
-            "EXPLAIN " + q("list_events_by_tasks"), client, None, status, None, None, 21, None,
-            list(event_service.TASKS_OF_STATUS[status])))
+            "EXPLAIN " + q("tasks_in_event_order"), client, list(event_service.TASKS_OF_STATUS[status]), None,
+            None, event_service.TASK_CHUNK))
         assert index in plan, plan
-        assert "events_client_list" not in plan and "Seq Scan" not in plan, plan
+        assert "Seq Scan" not in plan, plan
         assert len(await listed(app_client, status, 100)) == 20
-        # Retrying by status finds its events the same way.
+        # Retrying by status finds its events through the tasks too.
         plan = "\n".join(r[0] for r in await pool.fetch("EXPLAIN " + q("retryable_events_by_status"), client, None,
                                                         status, 100))
-        assert index in plan and "Seq Scan" not in plan, plan
+        assert "tasks_client" in plan and "Seq Scan" not in plan, plan
+
+
+async def test_a_page_reads_a_bounded_number_of_tasks_however_many_match(app_client: Caller,
+                                                                         pool: asyncpg.Pool) -> None:
+    """A workspace with 20,000 dead events: a page of them reads about a page of its dead tasks
+    (the ordered index, stopped at the bound), not all 20,000."""
+    client = uuid.UUID(app_client.client_id)
+    await pool.execute(
+        "WITH ev AS (INSERT INTO events (id, client_id, idempotency_key, payload, max_attempts, priority, status,"
+        "                                task_count)"
+        "            SELECT gen_random_uuid(), $1, 'd' || i, '{}', 3, 0, 'dead', 1 FROM generate_series(1, 20000) i"
+        "            RETURNING id, status, created_at)"
+        " INSERT INTO tasks (id, event_id, client_id, partition, status, max_attempts, priority, next_attempt_at,"
+        "                    created_at)"
+        " SELECT gen_random_uuid(), ev.id, $1, 0, ev.status, 3, 0, now(), ev.created_at FROM ev", client)
+    await pool.execute("ANALYZE events; ANALYZE tasks")
+    async with pool.acquire() as conn:
+        for _ in range(7):      # past PostgreSQL's first custom plans, as a pooled connection would be
+            rows = await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+                                    + q("tasks_in_event_order"), client, ["dead"], None, None, 21)
+    plan = "\n".join(r[0] for r in rows)
+    dead_scan = r"Index (?:Only )?Scan[^\n]*tasks_client_dead[^\n]*actual rows=([0-9.]+)"
+    scanned = [int(float(m)) for m in re.findall(dead_scan, plan)]
+    assert scanned and max(scanned) <= 21, plan
+    code, first, _ = await app_client.call("GET", "/api/v1/events?status=dead&limit=5")
+    assert code == 200 and len(first["data"]) == 5 and first["pagination"]["hasMore"]

@@ -10,8 +10,19 @@
 --   queued, delivering, failed, dead
 --                      the newest events first (list_events with a bound, fast when the
 --                      status is common, as `queued` is in a backlog), then the events of the
---                      tasks in that state (list_events_by_tasks, through tasks_client_open and
---                      tasks_dead_changed, fast when it is rare). An event in one of these states
---                      always has a task in a state these read (control/services/events.py,
---                      TASKS_OF_STATUS, says why).
+--                      tasks in that state, in the events' order, a bounded number at a time
+--                      (tasks_in_event_order, through the two indexes below). An event in one of
+--                      these states always has a task in a state these read
+--                      (control/services/events.py, TASKS_OF_STATUS, says why), and a task's
+--                      created_at is its event's.
 DROP INDEX IF EXISTS events_client_status;
+
+-- A workspace's unfinished tasks by state, now also in its events' order (created_at, event id),
+-- so that a page of a status-filtered list reads about a page of them, however many there are.
+-- The same entries as before (the same predicate), with a wider key.
+DROP INDEX IF EXISTS tasks_client_open;
+CREATE INDEX tasks_client_open ON tasks (client_id, status, created_at DESC, event_id DESC)
+    WHERE status IN ('queued', 'delivering', 'failed');
+-- Dead tasks in their events' order (tasks_dead_changed orders them by when they died). Entries
+-- for dead tasks only: nothing on ingest, nothing for a delivery that succeeds.
+CREATE INDEX tasks_client_dead ON tasks (client_id, created_at DESC, event_id DESC) WHERE status = 'dead';

@@ -78,26 +78,45 @@ WHERE ($3::text IS NULL OR w.status = $3)
 ORDER BY w.created_at DESC, w.id DESC
 LIMIT $6;
 
--- name: list_events_by_tasks
--- Events in status $3 found through their tasks in the states $8 (a superset: see TASKS_OF_STATUS
--- in control/services/events.py): unfinished tasks through tasks_client_open, dead ones through
--- tasks_dead_changed. Costs what the workspace has of those tasks, not what it has of events.
+-- name: tasks_in_event_order
+-- The next $5 tasks of the workspace in the states $2 before the cursor ($3, $4), in their events'
+-- order (a task's created_at is its event's): per state an ordered, bounded scan of
+-- tasks_client_open or tasks_client_dead, merged. What a rare-status list reads its events through.
+SELECT u.created_at, u.event_id FROM (
+    (SELECT t.created_at, t.event_id FROM tasks t
+     WHERE t.client_id = $1 AND t.status = 'queued' AND 'queued' = ANY($2::text[])
+       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
+     ORDER BY t.created_at DESC, t.event_id DESC
+     LIMIT $5)
+    UNION ALL
+    (SELECT t.created_at, t.event_id FROM tasks t
+     WHERE t.client_id = $1 AND t.status = 'delivering' AND 'delivering' = ANY($2::text[])
+       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
+     ORDER BY t.created_at DESC, t.event_id DESC
+     LIMIT $5)
+    UNION ALL
+    (SELECT t.created_at, t.event_id FROM tasks t
+     WHERE t.client_id = $1 AND t.status = 'failed' AND 'failed' = ANY($2::text[])
+       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
+     ORDER BY t.created_at DESC, t.event_id DESC
+     LIMIT $5)
+    UNION ALL
+    (SELECT t.created_at, t.event_id FROM tasks t
+     WHERE t.client_id = $1 AND t.status = 'dead' AND 'dead' = ANY($2::text[])
+       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
+     ORDER BY t.created_at DESC, t.event_id DESC
+     LIMIT $5)
+) u
+ORDER BY u.created_at DESC, u.event_id DESC
+LIMIT $5;
+
+-- name: events_in_status
+-- Those of these events ($1) of the caller that are in status $4.
 SELECT id, idempotency_key, event_type, destination, status, attempts, max_attempts, priority,
        created_at, delivered_at, sub_account_id
-FROM events e
-WHERE e.id IN (
-        SELECT t.event_id FROM tasks t
-        WHERE t.client_id = $1 AND t.status IN ('queued', 'delivering', 'failed') AND t.status = ANY($8::text[])
-        UNION ALL
-        SELECT t.event_id FROM tasks t
-        WHERE t.client_id = $1 AND t.status = 'dead' AND 'dead' = ANY($8::text[]))
-  AND e.client_id = $1
-  AND ($2::uuid IS NULL OR e.project_id = $2)
-  AND e.status = $3
-  AND ($7::uuid IS NULL OR e.sub_account_id = $7)
-  AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4, $5::uuid))
-ORDER BY e.created_at DESC, e.id DESC
-LIMIT $6;
+FROM events
+WHERE id = ANY($1::uuid[]) AND client_id = $2 AND ($3::uuid IS NULL OR project_id = $3) AND status = $4
+  AND ($5::uuid IS NULL OR sub_account_id = $5);
 
 -- name: event_attempts
 SELECT id, event_id, endpoint_id, attempt_number, status_code, response_body, error, error_category,
