@@ -81,25 +81,15 @@ LIMIT $6;
 -- name: tasks_in_event_order
 -- The next $5 tasks of the workspace in the states $2 before the cursor ($3, $4), in their events'
 -- order (a task's created_at is its event's): per state an ordered, bounded scan of
--- tasks_client_open or tasks_client_dead, merged. What a rare-status list reads its events through.
+-- tasks_client_open (each unfinished state of $2) or tasks_client_dead, merged. What a
+-- rare-status list reads its events through.
 SELECT u.created_at, u.event_id FROM (
-    (SELECT t.created_at, t.event_id FROM tasks t
-     WHERE t.client_id = $1 AND t.status = 'queued' AND 'queued' = ANY($2::text[])
-       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
-     ORDER BY t.created_at DESC, t.event_id DESC
-     LIMIT $5)
-    UNION ALL
-    (SELECT t.created_at, t.event_id FROM tasks t
-     WHERE t.client_id = $1 AND t.status = 'delivering' AND 'delivering' = ANY($2::text[])
-       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
-     ORDER BY t.created_at DESC, t.event_id DESC
-     LIMIT $5)
-    UNION ALL
-    (SELECT t.created_at, t.event_id FROM tasks t
-     WHERE t.client_id = $1 AND t.status = 'failed' AND 'failed' = ANY($2::text[])
-       AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
-     ORDER BY t.created_at DESC, t.event_id DESC
-     LIMIT $5)
+    SELECT o.* FROM unnest($2::text[]) AS s(state) CROSS JOIN LATERAL (
+        SELECT t.created_at, t.event_id FROM tasks t
+        WHERE t.client_id = $1 AND t.status IN ('queued', 'delivering', 'failed') AND t.status = s.state
+          AND ($3::timestamptz IS NULL OR (t.created_at, t.event_id) < ($3, $4::uuid))
+        ORDER BY t.created_at DESC, t.event_id DESC
+        LIMIT $5) o
     UNION ALL
     (SELECT t.created_at, t.event_id FROM tasks t
      WHERE t.client_id = $1 AND t.status = 'dead' AND 'dead' = ANY($2::text[])
